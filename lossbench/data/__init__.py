@@ -1,0 +1,1 @@
+"""Data: synthetic generation, layout scanning, splits, datasets, transforms and samplers."""

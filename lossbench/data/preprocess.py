@@ -1,0 +1,331 @@
+"""Raw image folder -> clean, leak-free, split uint8 image array + manifest, with a report of every drop."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, fields
+from multiprocessing import Pool
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+from tqdm import tqdm
+
+from lossbench.data.scan import (
+    CHALLENGE,
+    CHALLENGE_ROLES,
+    SKIP_REASONS,
+    Candidate,
+    Scan,
+    UnusableImage,
+    content_sha1,
+    open_rgb,
+    scan_folder,
+)
+from lossbench.data.split import (
+    EVAL_ROLES,
+    SPLITS,
+    check_no_leaks,
+    identity_rng,
+    query_gallery_roles,
+    split_identities,
+)
+from lossbench.data.store import scratch_array, write_images, write_manifest
+from lossbench.errors import LossbenchError
+
+AUTO_WORKERS_MIN_FILES = 256  # below this a process pool costs more than it saves
+_EXAMPLES = 5
+
+
+def resize_center_crop(img: Image.Image, size: int) -> np.ndarray:
+    """Scale the shorter side to ``size`` and center-crop to size x size (Lanczos); uint8 H x W x 3."""
+    width, height = img.size
+    side = min(width, height)
+    left, top = (width - side) / 2, (height - side) / 2
+    box = (left, top, left + side, top + side)
+    return np.asarray(img.resize((size, size), Image.Resampling.LANCZOS, box=box), dtype=np.uint8)
+
+
+def decode_file(task: tuple[str, int]) -> tuple[np.ndarray | None, str, str]:
+    """(path, size) -> (resized pixels or None, sha1 of the full decoded pixels, skip reason or "")."""
+    path, size = task
+    try:
+        img = open_rgb(path)
+    except UnusableImage as exc:
+        return None, "", exc.reason
+    return resize_center_crop(img, size), content_sha1(np.asarray(img)), ""
+
+
+@contextmanager
+def _mapper(workers: int) -> Iterator[Callable[[Callable, list], Iterable]]:
+    """An order-preserving map: the builtin one, or a process pool's imap (same results, same order)."""
+    if workers <= 1:
+        yield map
+        return
+    with Pool(workers) as pool:
+        yield lambda fn, tasks: pool.imap(fn, tasks, chunksize=max(1, min(64, len(tasks) // (workers * 8))))
+
+
+def _resolve_workers(workers: int | None, num_files: int) -> int:
+    if workers is None:
+        return min(os.cpu_count() or 1, 8) if num_files >= AUTO_WORKERS_MIN_FILES else 1
+    if workers < 1:
+        raise LossbenchError(f"workers={workers} must be >= 1 (or None for automatic)")
+    return workers
+
+
+def _decode_all(scan: Scan, scratch: np.ndarray, size: int, workers: int) -> pd.DataFrame:
+    """Decode every candidate into ``scratch`` (same order); return the candidates with sha1/reason."""
+    tasks = [(str(scan.root / c.path), size) for c in scan.candidates]
+    hashes, reasons = [], []
+    with _mapper(workers) as imap:
+        results = imap(decode_file, tasks)
+        for i, (pixels, sha1, reason) in enumerate(tqdm(results, total=len(tasks), desc="decode", unit="img")):
+            if pixels is not None:
+                scratch[i] = pixels
+            hashes.append(sha1)
+            reasons.append(reason)
+    columns = [f.name for f in fields(Candidate)]
+    table = pd.DataFrame([asdict(c) for c in scan.candidates], columns=columns)
+    return table.assign(sha1=hashes, reason=reasons, source=np.arange(len(table)))
+
+
+def _examples(items: list[str]) -> str:
+    more = f" and {len(items) - _EXAMPLES} more" if len(items) > _EXAMPLES else ""
+    return ", ".join(items[:_EXAMPLES]) + more
+
+
+def _warn(count: int, message: str, items: list[str]) -> None:
+    if count:
+        warnings.warn(f"{message}: {_examples(items)} (full list in the data report)", UserWarning, stacklevel=4)
+
+
+def _deduplicate(images: pd.DataFrame) -> tuple[pd.DataFrame, list[dict], list[dict]]:
+    """Keep the first of identical images within an identity; drop every copy shared by identities."""
+    drop: list[int] = []
+    within: list[dict] = []
+    cross: list[dict] = []
+    repeated = images[images["sha1"].duplicated(keep=False)]
+    for sha1, group in repeated.groupby("sha1", sort=True):
+        paths = sorted(group["path"])
+        identities = sorted(group["identity"].unique())
+        if len(identities) > 1:
+            cross.append({"sha1": sha1, "identities": identities, "paths": paths})
+            drop.extend(group.index)
+        else:
+            within.append({"identity": identities[0], "kept": paths[0], "removed": paths[1:]})
+            drop.extend(group.index[group["path"] != paths[0]])
+    within.sort(key=lambda d: d["kept"])
+    cross.sort(key=lambda d: d["paths"][0])
+    return images.drop(index=drop), within, cross
+
+
+def _train_challenge_duplicates(labelled: pd.DataFrame, challenge: pd.DataFrame) -> list[dict]:
+    shared = sorted(set(labelled["sha1"]) & set(challenge["sha1"]))
+    return [
+        {
+            "sha1": sha1,
+            "train": sorted(labelled.loc[labelled["sha1"] == sha1, "path"]),
+            "challenge": sorted(challenge.loc[challenge["sha1"] == sha1, "path"]),
+        }
+        for sha1 in shared
+    ]
+
+
+def _drop_small_identities(
+    images: pd.DataFrame, scan: Scan, min_images: int
+) -> tuple[pd.DataFrame, list[dict]]:
+    counts = images.groupby("identity").size()
+    with_files = {c.identity for c in scan.candidates}
+    dropped = []
+    for identity in scan.identities:
+        count = int(counts.get(identity, 0))
+        if identity not in with_files:
+            dropped.append({"identity": identity, "reason": "empty", "images": 0})
+        elif count < min_images:
+            dropped.append({"identity": identity, "reason": "too_few_images", "images": count})
+    gone = {d["identity"] for d in dropped}
+    return images[~images["identity"].isin(gone)], dropped
+
+
+def _assign_roles(
+    images: pd.DataFrame, split_of: dict[str, str], queries_per_id: int, query_domain: str | None, seed: int
+) -> pd.DataFrame:
+    images = images.sort_values("path").assign(split=lambda t: t["identity"].map(split_of), role="train")
+    for identity, group in images[images["split"] != "train"].groupby("identity", sort=True):
+        roles = query_gallery_roles(list(group["domain"]), queries_per_id, query_domain, identity_rng(seed, identity))
+        images.loc[group.index, "role"] = roles
+    return images
+
+
+def _clean(
+    usable: pd.DataFrame, scan: Scan, min_images: int
+) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, list[dict]], list[dict]]:
+    """Remove duplicates and too-small identities: (labelled, challenge, duplicates, dropped identities)."""
+    challenge = usable[usable["split"] == CHALLENGE]
+    labelled = usable[usable["split"] != CHALLENGE]
+    deduplicated, within, cross = _deduplicate(labelled)
+    duplicates = {
+        "within_identity": within,
+        "cross_identity": cross,
+        "train_challenge": _train_challenge_duplicates(labelled, challenge),
+    }
+    kept, dropped = _drop_small_identities(deduplicated, scan, min_images)
+    return kept, challenge, duplicates, dropped
+
+
+def _warn_about(
+    scan: Scan, skipped: dict[str, list[str]], duplicates: dict[str, list[dict]], dropped: list[dict], min_images: int
+) -> None:
+    """One warning per kind of unused input, naming a few examples."""
+    for reason, paths in skipped.items():
+        _warn(len(paths), f"{scan.root}: skipped {len(paths)} {reason} file(s)", paths)
+    _warn(len(scan.ignored), f"{scan.root}: ignored {len(scan.ignored)} entries outside the layout",
+          [d["path"] for d in scan.ignored])
+    within, cross, shared = duplicates["within_identity"], duplicates["cross_identity"], duplicates["train_challenge"]
+    _warn(len(within), f"removed {sum(len(d['removed']) for d in within)} exact duplicate(s) within identities",
+          [f"{p} (copy of {d['kept']})" for d in within for p in d["removed"]])
+    _warn(len(cross), f"dropped all copies of {len(cross)} image(s) found under several identities (label noise)",
+          [" = ".join(d["paths"]) for d in cross])
+    _warn(len(shared), f"{len(shared)} train image(s) also in the challenge test set",
+          [" = ".join(d["train"] + d["challenge"]) for d in shared])
+    _warn(len(dropped), f"dropped {len(dropped)} identities with fewer than {min_images} usable images",
+          [f"{d['identity']} ({d['reason']}, {d['images']})" for d in dropped])
+
+
+def _build_manifest(
+    labelled: pd.DataFrame,
+    challenge: pd.DataFrame,
+    scan: Scan,
+    val_ids: float,
+    test_ids: float,
+    queries_per_id: int,
+    query_domain: str | None,
+    seed: int,
+) -> pd.DataFrame:
+    """Split identities, assign roles and labels; one row per output image, sorted by path."""
+    domains = sorted(set(labelled["domain"]) - {""})
+    if query_domain is not None and query_domain not in domains:
+        raise LossbenchError(
+            f"query_domain={query_domain!r} is not a domain of {scan.root} (domains found: {domains}); "
+            "domains are sub-folders <identity>/<domain>/<image>, or set query_domain to null"
+        )
+    split_of = split_identities(labelled.groupby("identity").size().to_dict(), val_ids, test_ids, seed)
+    labelled = _assign_roles(labelled, split_of, queries_per_id, query_domain, seed)
+    label_of = {name: i for i, name in enumerate(sorted(split_of))}
+    parts = [labelled.assign(label=labelled["identity"].map(label_of)), challenge.assign(label=-1)]
+    manifest = pd.concat([part for part in parts if len(part)]).sort_values("path").reset_index(drop=True)
+    return manifest.assign(row=np.arange(len(manifest)), label=manifest["label"].astype("int64"))
+
+
+def _validate_args(image_size: int, queries_per_id: int, min_images_per_id: int) -> None:
+    named = {"image_size": image_size, "queries_per_id": queries_per_id, "min_images_per_id": min_images_per_id}
+    for name, value in named.items():
+        if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
+            raise LossbenchError(f"{name}={value!r} must be a positive integer")
+
+
+def _counts(series: pd.Series, keys: Iterable[str]) -> dict[str, int]:
+    found = series.value_counts()
+    return {key: int(found.get(key, 0)) for key in keys}
+
+
+def _report(
+    scan: Scan,
+    manifest: pd.DataFrame,
+    skipped: dict[str, list[str]],
+    dropped: list[dict],
+    duplicates: dict[str, list[dict]],
+    settings: dict,
+) -> dict:
+    labelled = manifest[manifest["split"].isin(SPLITS)]
+    roles_of = {"train": ("train",), "val": EVAL_ROLES, "test": EVAL_ROLES, CHALLENGE: CHALLENGE_ROLES}
+    ids = {s: int(labelled.loc[labelled["split"] == s, "identity"].nunique()) for s in SPLITS}
+    num_skipped = sum(len(paths) for paths in skipped.values())
+    removed = {
+        "within_identity": sum(len(d["removed"]) for d in duplicates["within_identity"]),
+        "cross_identity": sum(len(d["paths"]) for d in duplicates["cross_identity"]),
+    }
+    summary = (
+        f"{len(manifest)} images of {sum(ids.values())} identities "
+        f"(train/val/test identities {ids['train']}/{ids['val']}/{ids['test']}"
+        + (f", {int((manifest['split'] == CHALLENGE).sum())} challenge images" if scan.layout == CHALLENGE else "")
+        + f"); skipped {num_skipped} files, removed {sum(removed.values())} duplicates, "
+        f"dropped {len(dropped)} identities, ignored {len(scan.ignored)} entries"
+    )
+    return {
+        "layout": scan.layout,
+        "summary": summary,
+        **settings,
+        "images": len(manifest),
+        "classes": int(labelled["identity"].nunique()),
+        "identities": ids,
+        "images_per_split": _counts(manifest["split"], tuple(roles_of)),
+        "images_per_role": {s: _counts(manifest.loc[manifest["split"] == s, "role"], r) for s, r in roles_of.items()},
+        "domains": {d: int(n) for d, n in sorted(labelled["domain"].value_counts().items()) if d},
+        "skipped_total": num_skipped,
+        "skipped_counts": {reason: len(paths) for reason, paths in skipped.items()},
+        "skipped": skipped,
+        "ignored": scan.ignored,
+        "dropped_identities": dropped,
+        "duplicates_removed": removed,
+        "duplicates": duplicates,
+    }
+
+
+def preprocess_dataset(
+    original: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    *,
+    image_size: int = 64,
+    val_ids: float = 0.15,
+    test_ids: float = 0.25,
+    queries_per_id: int = 2,
+    query_domain: str | None = None,
+    min_images_per_id: int = 2,
+    seed: int = 0,
+    workers: int | None = None,
+) -> dict:
+    """Decode, clean, split and write ``original`` to out_dir/images.npy + manifest.csv; return the report.
+
+    Every file that is not used is reported (skipped files by reason, dropped identities, duplicates)
+    and summarised with a warning. ``workers=None`` uses a process pool for large folders; the result
+    does not depend on the number of workers.
+    """
+    _validate_args(image_size, queries_per_id, min_images_per_id)
+    scan = scan_folder(original)
+    out_dir = Path(out_dir)
+    scratch, scratch_path = scratch_array(out_dir, (len(scan.candidates), image_size, image_size, 3))
+    try:
+        table = _decode_all(scan, scratch, image_size, _resolve_workers(workers, len(scan.candidates)))
+        skipped = {r: sorted(table.loc[table["reason"] == r, "path"]) for r in SKIP_REASONS}
+        skipped["hidden"] = scan.hidden  # hidden files are never decoded
+        labelled, challenge, duplicates, dropped = _clean(table[table["reason"] == ""], scan, min_images_per_id)
+        _warn_about(scan, skipped, duplicates, dropped, min_images_per_id)
+        if labelled.empty:
+            raise LossbenchError(
+                f"no identity in {scan.root} has at least min_images_per_id={min_images_per_id} usable images; "
+                "add images or lower min_images_per_id"
+            )
+        manifest = _build_manifest(labelled, challenge, scan, val_ids, test_ids, queries_per_id, query_domain, seed)
+        check_no_leaks(manifest)
+        write_images(out_dir, scratch, manifest["source"].to_numpy())
+        write_manifest(out_dir, manifest)
+    finally:
+        del scratch
+        scratch_path.unlink(missing_ok=True)
+
+    settings = {
+        "image_size": image_size,
+        "seed": seed,
+        "val_ids": val_ids,
+        "test_ids": test_ids,
+        "queries_per_id": queries_per_id,
+        "query_domain": query_domain,
+        "min_images_per_id": min_images_per_id,
+    }
+    return _report(scan, manifest, skipped, dropped, duplicates, settings)

@@ -1,0 +1,127 @@
+"""Disjoint, seeded, count-stratified identity splits; query/gallery roles; the leak check."""
+
+from __future__ import annotations
+
+import math
+import zlib
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from lossbench.errors import LossbenchError
+
+SPLITS = ("train", "val", "test")
+EVAL_ROLES = ("query", "gallery", "unused")
+
+
+def split_sizes(num_identities: int, val_fraction: float, test_fraction: float) -> dict[str, int]:
+    """Identities per split: fractions rounded half up, at least 1 for a positive fraction, rest train."""
+    for name, value in (("val_ids", val_fraction), ("test_ids", test_fraction)):
+        if not 0 <= value < 1:
+            raise LossbenchError(f"{name}={value} must be a fraction in [0, 1)")
+    if val_fraction + test_fraction >= 1:
+        raise LossbenchError(
+            f"val_ids + test_ids = {val_fraction + test_fraction:g} leaves no train identities; keep the sum below 1"
+        )
+    sizes = {
+        "val": max(1, math.floor(val_fraction * num_identities + 0.5)) if val_fraction > 0 else 0,
+        "test": max(1, math.floor(test_fraction * num_identities + 0.5)) if test_fraction > 0 else 0,
+    }
+    sizes = {"train": num_identities - sizes["val"] - sizes["test"], **sizes}
+    if sizes["train"] < 1:
+        raise LossbenchError(
+            f"{num_identities} usable identities are too few for val_ids={val_fraction}, test_ids={test_fraction}: "
+            f"train, val and test each need at least one identity; add identities or set a fraction to 0"
+        )
+    return sizes
+
+
+def _interleaved_labels(sizes: Mapping[str, int]) -> list[str]:
+    """Split names in an order where every prefix holds each split in proportion to its size."""
+    total = sum(sizes.values())
+    taken = dict.fromkeys(sizes, 0)
+    labels = []
+    for k in range(1, total + 1):
+        open_splits = [s for s in sizes if taken[s] < sizes[s]]
+        best = max(open_splits, key=lambda s: sizes[s] * k / total - taken[s])
+        taken[best] += 1
+        labels.append(best)
+    return labels
+
+
+def split_identities(
+    image_counts: Mapping[str, int], val_fraction: float, test_fraction: float, seed: int
+) -> dict[str, str]:
+    """Map each identity to train/val/test, disjointly, so each split sees a similar count distribution.
+
+    Identities are sorted by image count (ties broken by a seeded shuffle), cut into consecutive
+    strata about ``n / smallest split size`` long, shuffled within each stratum, and dealt out along a
+    proportional split sequence.
+    """
+    names = sorted(image_counts)
+    sizes = split_sizes(len(names), val_fraction, test_fraction)
+    rng = np.random.default_rng(seed)
+    tie_break = dict(zip(names, rng.permutation(len(names))))
+    order = sorted(names, key=lambda n: (-image_counts[n], tie_break[n]))
+    stratum = math.ceil(len(names) / min(v for v in sizes.values() if v > 0))
+    for start in range(0, len(order), stratum):
+        block = order[start : start + stratum]
+        order[start : start + stratum] = [block[i] for i in rng.permutation(len(block))]
+    return dict(zip(order, _interleaved_labels(sizes)))
+
+
+def identity_rng(seed: int, identity: str) -> np.random.Generator:
+    """A generator that depends only on the seed and the identity name (not on other identities)."""
+    return np.random.default_rng([seed, zlib.crc32(identity.encode("utf-8"))])
+
+
+def query_gallery_roles(
+    domains: Sequence[str], queries_per_id: int, query_domain: str | None, rng: np.random.Generator
+) -> list[str]:
+    """Roles for one evaluation identity's images (given by their domains, in path order).
+
+    With ``query_domain`` present among the images alongside another domain: up to ``queries_per_id``
+    images of that domain are queries, the other domains are gallery, remaining query-domain images
+    are unused. Otherwise a seeded choice of ``queries_per_id`` queries, always leaving one gallery image.
+    """
+    n = len(domains)
+    in_domain = [i for i, d in enumerate(domains) if d == query_domain]
+    if query_domain is not None and 0 < len(in_domain) < n:
+        roles = ["unused" if d == query_domain else "gallery" for d in domains]
+        pool = in_domain
+        num_queries = min(queries_per_id, len(pool))
+    else:
+        roles = ["gallery"] * n
+        pool = list(range(n))
+        num_queries = min(queries_per_id, n - 1)
+    for i in rng.choice(pool, size=num_queries, replace=False):
+        roles[int(i)] = "query"
+    return roles
+
+
+def _describe(rows: pd.DataFrame, limit: int = 5) -> str:
+    items = [f"{r.path} ({r.identity}, {r.split})" for r in rows.head(limit).itertuples()]
+    more = f" and {len(rows) - limit} more" if len(rows) > limit else ""
+    return ", ".join(items) + more
+
+
+def check_no_leaks(manifest: pd.DataFrame) -> None:
+    """Raise LossbenchError if an identity or an image hash appears in two of train/val/test."""
+    labelled = manifest[manifest["split"].isin(SPLITS)]
+    spread = labelled.groupby("identity")["split"].nunique()
+    leaked = spread[spread > 1].index
+    if len(leaked):
+        rows = labelled[labelled["identity"].isin(leaked)].sort_values(["identity", "path"])
+        raise LossbenchError(
+            f"identity leak: {', '.join(map(repr, leaked[:5]))} appear in more than one of train/val/test: "
+            f"{_describe(rows)}; each identity must be in exactly one split"
+        )
+    spread = labelled.groupby("sha1")["split"].nunique()
+    leaked = spread[spread > 1].index
+    if len(leaked):
+        rows = labelled[labelled["sha1"].isin(leaked)].sort_values(["sha1", "path"])
+        raise LossbenchError(
+            f"image leak: identical image content in more than one of train/val/test: {_describe(rows)}; "
+            "remove the duplicate files from the data folder"
+        )

@@ -1,0 +1,41 @@
+"""`arcface`: additive angular margin softmax (Deng et al. 2019) via pytorch-metric-learning."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import torch
+from pytorch_metric_learning import losses as pml_losses
+
+from lossbench.losses.base import MetricLoss, option
+from lossbench.losses.components import MarginSoftmax
+from lossbench.losses.registry import register_loss
+
+
+@register_loss("arcface")
+class ArcFaceLoss(MetricLoss):
+    """CE over `scale` · cos(θ_y + margin) for the target class and `scale` · cos θ_j for the others.
+
+    `margin` is in radians (pml takes degrees; converted here). Class weights train at
+    `base_lr × weights_lr_mult`.
+    """
+
+    uses_classes = True
+
+    @dataclasses.dataclass(frozen=True)
+    class Options:
+        scale: float = option(64.0, gt=0)
+        margin: float = option(0.5, ge=0, lt=math.pi / 2)
+        weights_lr_mult: float = option(10.0, gt=0)
+
+    def __init__(self, num_classes: int, embed_dim: int, options: Options | None = None) -> None:
+        super().__init__(num_classes, embed_dim, options)
+        opts = self.options
+        pml_loss = pml_losses.ArcFaceLoss(
+            num_classes, embed_dim, margin=math.degrees(opts.margin), scale=opts.scale
+        )
+        self.head = MarginSoftmax(pml_loss, opts.weights_lr_mult)
+
+    def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return self.head(embeddings, labels)

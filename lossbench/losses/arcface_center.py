@@ -1,0 +1,51 @@
+"""`arcface_center`: ArcFace + center loss + cross-entropy on a plain linear classifier."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import torch
+
+from lossbench.losses.arcface import ArcFaceLoss
+from lossbench.losses.base import MetricLoss, option
+from lossbench.losses.components import CenterLoss, LinearClassifier
+from lossbench.losses.registry import register_loss
+
+
+@register_loss("arcface_center")
+class ArcFaceCenterLoss(MetricLoss):
+    """ArcFace(scale, margin) + center_weight · CenterLoss + ce_weight · CE(linear(ce_scale · x), y).
+
+    ArcFace class weights and the linear classifier train at `base_lr × weights_lr_mult`, centers at
+    `center_lr`. `ce_scale` multiplies the unit embeddings before the linear classifier (as `scale` in
+    `center_ce`); it is separate from the ArcFace `scale`, whose 64 would saturate a plain classifier.
+    """
+
+    uses_classes = True
+
+    @dataclasses.dataclass(frozen=True)
+    class Options:
+        scale: float = option(64.0, gt=0)
+        margin: float = option(0.5, ge=0, lt=math.pi / 2)
+        center_weight: float = option(0.01, ge=0)
+        center_lr: float = option(0.01, gt=0)
+        ce_weight: float = option(1.0, ge=0)
+        ce_scale: float = option(16.0, gt=0)
+        weights_lr_mult: float = option(10.0, gt=0)
+
+    def __init__(self, num_classes: int, embed_dim: int, options: Options | None = None) -> None:
+        super().__init__(num_classes, embed_dim, options)
+        opts = self.options
+        arcface_options = ArcFaceLoss.Options(scale=opts.scale, margin=opts.margin, weights_lr_mult=opts.weights_lr_mult)
+        self.arcface = ArcFaceLoss(num_classes, embed_dim, arcface_options)
+        self.classifier = LinearClassifier(embed_dim, num_classes, opts.ce_scale, 0.0, opts.weights_lr_mult)
+        self.center = CenterLoss(embed_dim, num_classes, opts.center_lr)
+
+    def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        opts = self.options
+        return (
+            self.arcface(embeddings, labels)
+            + opts.center_weight * self.center(embeddings, labels)
+            + opts.ce_weight * self.classifier(embeddings, labels)
+        )

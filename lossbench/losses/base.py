@@ -1,0 +1,52 @@
+"""The interface every loss implements, and typed, bounded option fields for loss options."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+
+def option(default: Any, *, gt: float | None = None, ge: float | None = None, lt: float | None = None) -> Any:
+    """A loss option with a default and optional numeric bounds (checked by the registry)."""
+    bounds = {key: value for key, value in (("gt", gt), ("ge", ge), ("lt", lt)) if value is not None}
+    return dataclasses.field(default=default, metadata=bounds)
+
+
+@dataclasses.dataclass(frozen=True)
+class NoOptions:
+    """Options of a loss that takes none."""
+
+
+class MetricLoss(nn.Module):
+    """A metric-learning loss on L2-normalised embeddings.
+
+    Subclasses set `Options` (a frozen dataclass of typed defaults, see `option`) and take
+    `(num_classes, embed_dim, options)`. Loss-owned parameters are reported by `param_groups`;
+    by default the groups of child modules that define `param_groups` (shared components).
+    """
+
+    name: ClassVar[str] = ""
+    needs_training: ClassVar[bool] = True
+    uses_classes: ClassVar[bool] = False
+    Options: ClassVar[type] = NoOptions
+
+    def __init__(self, num_classes: int, embed_dim: int, options: Any = None) -> None:
+        super().__init__()
+        self.num_classes = num_classes
+        self.embed_dim = embed_dim
+        self.options = self.Options() if options is None else options
+
+    def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Scalar loss of a batch: `embeddings` B×D (unit rows), `labels` B (long)."""
+        raise NotImplementedError
+
+    def param_groups(self, base_lr: float) -> list[dict]:
+        """Optimizer parameter groups (`params`, `lr`, `name`, maybe `weight_decay`) of loss-owned parameters."""
+        groups: list[dict] = []
+        for child in self.children():
+            if hasattr(child, "param_groups"):
+                groups.extend(child.param_groups(base_lr))
+        return groups

@@ -1,0 +1,22 @@
+"""`baseline`: no training objective; the reference row evaluates raw backbone features."""
+
+from __future__ import annotations
+
+import torch
+
+from lossbench.errors import LossbenchError
+from lossbench.losses.base import MetricLoss
+from lossbench.losses.registry import register_loss
+
+
+@register_loss("baseline")
+class BaselineLoss(MetricLoss):
+    """Marks the untrained reference: `needs_training` is False, so nothing should call `forward`."""
+
+    needs_training = False
+
+    def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        raise LossbenchError(
+            "loss 'baseline' has no training objective (it evaluates raw backbone features); "
+            "check `needs_training` and skip training for it"
+        )

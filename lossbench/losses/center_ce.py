@@ -1,0 +1,38 @@
+"""`center_ce`: softmax cross-entropy on a linear classifier plus center loss (Wen et al. 2016)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+
+from lossbench.losses.base import MetricLoss, option
+from lossbench.losses.components import CenterLoss, LinearClassifier
+from lossbench.losses.registry import register_loss
+
+
+@register_loss("center_ce")
+class CenterCrossEntropyLoss(MetricLoss):
+    """CE(linear(scale · x), y) + center_weight · 0.5 · mean ‖x − c_y‖².
+
+    Classifier weights train at `base_lr × weights_lr_mult`, centers at `center_lr`.
+    """
+
+    uses_classes = True
+
+    @dataclasses.dataclass(frozen=True)
+    class Options:
+        center_weight: float = option(0.01, ge=0)
+        center_lr: float = option(0.01, gt=0)
+        scale: float = option(16.0, gt=0)
+        label_smoothing: float = option(0.0, ge=0, lt=1)
+        weights_lr_mult: float = option(10.0, gt=0)
+
+    def __init__(self, num_classes: int, embed_dim: int, options: Options | None = None) -> None:
+        super().__init__(num_classes, embed_dim, options)
+        opts = self.options
+        self.classifier = LinearClassifier(embed_dim, num_classes, opts.scale, opts.label_smoothing, opts.weights_lr_mult)
+        self.center = CenterLoss(embed_dim, num_classes, opts.center_lr)
+
+    def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return self.classifier(embeddings, labels) + self.options.center_weight * self.center(embeddings, labels)

@@ -1,0 +1,191 @@
+"""Exact retrieval metrics: ranking, top-k / CMC, challenge score, mAP, MAP@R and R-precision.
+
+Every query is ranked against the whole gallery by cosine similarity (float32, chunked over queries so
+memory stays bounded); equal similarities are ordered by gallery index, so rankings are deterministic.
+Definitions follow "A Metric Learning Reality Check" (Musgrave et al., 2020) and torchreid:
+
+- top-k: share of queries with at least one same-label gallery item among the first k.
+- mAP: average precision over the full gallery ranking, averaged over queries.
+- R = number of gallery items with the query's label; R-precision = precision of the first R results;
+  MAP@R = mean over the first R ranks of precision@i at each relevant rank i, divided by R.
+
+Queries whose label has no gallery item cannot be scored; like torchreid they are counted in
+``num_queries_excluded``, excluded from every metric, and reported with a warning.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Iterator, Sequence
+
+import numpy as np
+
+from lossbench.errors import LossbenchError
+
+CHALLENGE_WEIGHTS = {1: 600.0, 5: 300.0, 10: 100.0}
+"""Weights of the challenge score: 600·top1 + 300·top5 + 100·top10 (0–1000)."""
+
+_CHUNK_BYTES = 256 * 2**20
+"""Working-memory budget of one query chunk (all temporaries of its query × gallery block)."""
+
+
+def as_embeddings(array: np.ndarray, name: str) -> np.ndarray:
+    """Check a 2-D finite embedding matrix and return it as C-contiguous float32."""
+    out = np.ascontiguousarray(array, dtype=np.float32)
+    if out.ndim != 2 or out.shape[0] == 0 or out.shape[1] == 0:
+        raise LossbenchError(f"{name} must be a non-empty 2-D array (items × dim), got shape {out.shape}")
+    if not np.isfinite(out).all():
+        raise LossbenchError(f"{name} contains NaN or inf values: re-run the embed stage and check the model")
+    return out
+
+
+def l2_normalize(x: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit L2 norm (zero rows stay zero), float32."""
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    return (x / np.maximum(norms, np.float32(1e-12))).astype(np.float32, copy=False)
+
+
+def encode_labels(query_labels: Sequence, gallery_labels: Sequence, n_query: int,
+                  n_gallery: int) -> tuple[np.ndarray, np.ndarray]:
+    """Map query and gallery labels (any comparable type) to shared int64 codes, checking lengths."""
+    q, g = np.asarray(query_labels), np.asarray(gallery_labels)
+    if q.shape != (n_query,) or g.shape != (n_gallery,):
+        raise LossbenchError(
+            f"labels must be 1-D with one entry per embedding: got query labels {q.shape} for {n_query} "
+            f"queries and gallery labels {g.shape} for {n_gallery} gallery items")
+    _, codes = np.unique(np.concatenate([q, g]), return_inverse=True)
+    return codes[:n_query].astype(np.int64), codes[n_query:].astype(np.int64)
+
+
+def cosine_similarity_chunks(query: np.ndarray, gallery: np.ndarray, chunk: int | None = None,
+                             bytes_per_cell: int = 32) -> Iterator[tuple[slice, np.ndarray]]:
+    """Yield ``(query_slice, similarities)`` for blocks of queries against the whole gallery."""
+    q, g = l2_normalize(query), l2_normalize(gallery)
+    if chunk is None:
+        chunk = max(1, _CHUNK_BYTES // (bytes_per_cell * g.shape[0]))
+    if chunk < 1:
+        raise LossbenchError(f"chunk must be a positive number of queries, got {chunk}")
+    for start in range(0, q.shape[0], chunk):
+        rows = slice(start, min(start + chunk, q.shape[0]))
+        yield rows, q[rows] @ g.T
+
+
+def _top_k_order(sim: np.ndarray, k: int) -> np.ndarray:
+    """Gallery indices of the k most similar items per row, best first, ties by gallery index."""
+    n = sim.shape[1]
+    if k >= n:
+        return np.argsort(-sim, axis=1, kind="stable")
+    # The k-th largest value per row; everything strictly above it is in, and the boundary ties with
+    # the smallest gallery indices fill the remaining places, so exactly k items per row are kept.
+    kth = -np.partition(-sim, k - 1, axis=1)[:, k - 1:k]
+    above = sim > kth
+    tied = sim == kth
+    need = k - above.sum(axis=1, keepdims=True)
+    keep = above | (tied & (np.cumsum(tied, axis=1) <= need))
+    cols = np.nonzero(keep)[1].reshape(sim.shape[0], k)  # row-major: ascending gallery index per row
+    within = np.argsort(-np.take_along_axis(sim, cols, axis=1), axis=1, kind="stable")
+    return np.take_along_axis(cols, within, axis=1)
+
+
+def rank_gallery(query_emb: np.ndarray, gallery_emb: np.ndarray, k: int | None = None,
+                 chunk: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Exact cosine ranking of the gallery for every query.
+
+    Returns ``(scores, indices)``, both ``queries × k`` (k clipped to the gallery size; ``None`` = the
+    whole gallery), best first, ties broken by gallery index. ``chunk`` = queries per matmul block
+    (default: sized to a fixed memory budget).
+    """
+    query = as_embeddings(query_emb, "query embeddings")
+    gallery = as_embeddings(gallery_emb, "gallery embeddings")
+    _check_dims(query, gallery)
+    k = gallery.shape[0] if k is None else int(k)
+    if k < 1:
+        raise LossbenchError(f"k must be at least 1, got {k}")
+    k = min(k, gallery.shape[0])
+    scores = np.empty((query.shape[0], k), dtype=np.float32)
+    indices = np.empty((query.shape[0], k), dtype=np.int64)
+    for rows, sim in cosine_similarity_chunks(query, gallery, chunk):
+        order = _top_k_order(sim, k)
+        indices[rows] = order
+        scores[rows] = np.take_along_axis(sim, order, axis=1)
+    return scores, indices
+
+
+def challenge_score(top1: float, top5: float, top10: float) -> float:
+    """600·top1 + 300·top5 + 100·top10, from accuracies given as fractions in [0, 1]."""
+    values = {1: top1, 5: top5, 10: top10}
+    for k, value in values.items():
+        if not 0.0 <= value <= 1.0:
+            raise LossbenchError(f"top{k} must be a fraction in [0, 1] (not a percentage), got {value}")
+    return float(sum(CHALLENGE_WEIGHTS[k] * values[k] for k in CHALLENGE_WEIGHTS))
+
+
+def _check_dims(query: np.ndarray, gallery: np.ndarray) -> None:
+    if query.shape[1] != gallery.shape[1]:
+        raise LossbenchError(
+            f"query and gallery embeddings differ in dimension ({query.shape[1]} vs {gallery.shape[1]}): "
+            "embed both with the same model")
+
+
+def _check_topk(topk: Sequence[int]) -> tuple[int, ...]:
+    ks = tuple(topk)
+    if not ks or any(not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k < 1 for k in ks):
+        raise LossbenchError(f"topk must be a non-empty list of positive integers (e.g. [1, 5, 10]), got {topk}")
+    return tuple(sorted(set(int(k) for k in ks) | set(CHALLENGE_WEIGHTS)))
+
+
+def evaluate_retrieval(query_emb: np.ndarray, query_labels: Sequence, gallery_emb: np.ndarray,
+                       gallery_labels: Sequence, topk: Sequence[int] = (1, 5, 10),
+                       chunk: int | None = None) -> dict:
+    """Exact retrieval metrics of queries against a gallery, as fractions in [0, 1] (score 0–1000).
+
+    Keys: ``top{k}`` for every k in ``topk`` and always for 1, 5 and 10 (the challenge score needs
+    them), ``score``, ``mAP``, ``map_at_r``, ``r_precision``, ``cmc`` (top-1 … top-K accuracies,
+    K = the largest of those ks), ``num_queries`` (scored) and ``num_queries_excluded`` (label absent
+    from the gallery). Vectorised over chunks of queries; no per-query Python loop.
+    """
+    ks = _check_topk(topk)
+    query = as_embeddings(query_emb, "query embeddings")
+    gallery = as_embeddings(gallery_emb, "gallery embeddings")
+    _check_dims(query, gallery)
+    q_codes, g_codes = encode_labels(query_labels, gallery_labels, query.shape[0], gallery.shape[0])
+
+    n_relevant = np.bincount(g_codes, minlength=int(q_codes.max()) + 1)[q_codes]
+    valid = n_relevant > 0
+    excluded = int((~valid).sum())
+    if not valid.any():
+        raise LossbenchError(
+            f"none of the {query.shape[0]} queries has a same-label item in the gallery of "
+            f"{gallery.shape[0]}: check the query/gallery split (roles) of the evaluated identities")
+    if excluded:
+        warnings.warn(f"{excluded} of {query.shape[0]} queries have no same-label gallery item; "
+                      "they are excluded from the retrieval metrics", stacklevel=2)
+    query, q_codes, n_relevant = query[valid], q_codes[valid], n_relevant[valid]
+
+    max_k = ks[-1]
+    first_hit = np.empty(query.shape[0], dtype=np.int64)
+    ap = np.empty(query.shape[0], dtype=np.float64)
+    ap_at_r = np.empty(query.shape[0], dtype=np.float64)
+    hits_at_r = np.empty(query.shape[0], dtype=np.int64)
+    positions = np.arange(1, gallery.shape[0] + 1, dtype=np.float64)
+    for rows, sim in cosine_similarity_chunks(query, gallery, chunk, bytes_per_cell=64):
+        match = g_codes[_top_k_order(sim, gallery.shape[0])] == q_codes[rows, None]
+        hits = np.cumsum(match, axis=1, dtype=np.int32)
+        precision_at_hits = np.where(match, hits / positions, 0.0)
+        r = n_relevant[rows]
+        within_r = positions[None, :] <= r[:, None]
+        first_hit[rows] = match.argmax(axis=1)
+        ap[rows] = precision_at_hits.sum(axis=1) / r
+        ap_at_r[rows] = (precision_at_hits * within_r).sum(axis=1) / r
+        hits_at_r[rows] = hits[np.arange(len(r)), r - 1]
+
+    cmc = [float(np.mean(first_hit < k)) for k in range(1, max_k + 1)]
+    result: dict = {f"top{k}": cmc[k - 1] for k in ks}
+    result["score"] = challenge_score(result["top1"], result["top5"], result["top10"])
+    result["mAP"] = float(ap.mean())
+    result["map_at_r"] = float(ap_at_r.mean())
+    result["r_precision"] = float(np.mean(hits_at_r / n_relevant))
+    result["cmc"] = cmc
+    result["num_queries"] = int(query.shape[0])
+    result["num_queries_excluded"] = excluded
+    return result

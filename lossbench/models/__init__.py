@@ -1,0 +1,7 @@
+"""Backbones (registry of ``family:name`` specs), projection head and the embedding model."""
+
+from lossbench.models.backbones import FAMILIES, Backbone, create_backbone, register_family
+from lossbench.models.head import ProjectionHead
+from lossbench.models.model import EmbeddingModel
+
+__all__ = ["FAMILIES", "Backbone", "EmbeddingModel", "ProjectionHead", "create_backbone", "register_family"]

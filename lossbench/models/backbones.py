@@ -1,0 +1,407 @@
+"""Backbone registry: ``"<family>:<name>"`` specs → pooled-feature extractors that know their input norm.
+
+Families: ``timm:<model>`` (any timm model, optionally with a pretrained tag, e.g. ``timm:resnet18.tv_in1k``),
+``open_clip:<model>`` (the image tower of an open_clip model) and ``hybrid:<specA>+<specB>[+...]`` (every part
+sees the same image, pooled features are concatenated).
+
+``pretrained`` is resolved OFFLINE, nothing is ever downloaded:
+
+- ``None`` / ``""``: random initialisation;
+- a path to an existing file: those weights (a timm state_dict, or a full open_clip checkpoint);
+- any other string: a tag looked up in the local caches only — timm: ``"timm"`` (= the model's default tag) or a
+  timm tag such as ``"a1_in1k"``, found in the Hugging Face hub cache (``$HF_HUB_CACHE``, default
+  ``~/.cache/huggingface/hub``) or the torch hub cache (``$TORCH_HOME/hub/checkpoints``); open_clip: a tag from
+  ``open_clip.list_pretrained_tags_by_model`` such as ``"openai"``, found in the Hugging Face hub cache or
+  ``~/.cache/clip``. Missing weights raise :class:`LossbenchError` saying how to provide them.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from pathlib import Path
+from typing import Callable, Sequence
+
+import torch
+from torch import nn
+
+from lossbench.errors import LossbenchError
+
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt")
+DEFAULT_TIMM_TAGS = ("timm", "default")
+
+FamilyFactory = Callable[[str, "str | None", int], "Backbone"]
+FAMILIES: dict[str, FamilyFactory] = {}
+
+
+class Backbone(nn.Module):
+    """A module mapping ``B×3×H×W`` normalised images to ``B×num_features`` pooled features.
+
+    ``mean``/``std`` are the per-channel normalisation the inputs must have; ``input_size`` the side length the
+    data pipeline should feed.
+    """
+
+    def __init__(
+        self,
+        body: nn.Module,
+        num_features: int,
+        mean: Sequence[float],
+        std: Sequence[float],
+        input_size: int,
+        spec: str,
+    ) -> None:
+        super().__init__()
+        self.body = body
+        self.num_features = int(num_features)
+        self.mean = tuple(float(v) for v in mean)
+        self.std = tuple(float(v) for v in std)
+        self.input_size = int(input_size)
+        self.spec = spec
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+    def extra_repr(self) -> str:
+        return f"spec={self.spec!r}, num_features={self.num_features}, input_size={self.input_size}"
+
+
+def register_family(prefix: str) -> Callable[[FamilyFactory], FamilyFactory]:
+    """Register ``factory(name, pretrained, image_size) -> Backbone`` for specs ``"<prefix>:<name>"``."""
+
+    def decorator(factory: FamilyFactory) -> FamilyFactory:
+        if prefix in FAMILIES:
+            raise ValueError(f"backbone family {prefix!r} is already registered")
+        FAMILIES[prefix] = factory
+        return factory
+
+    return decorator
+
+
+def create_backbone(spec: str, pretrained: str | os.PathLike | None = None, image_size: int = 64) -> Backbone:
+    """Build the backbone named by ``spec`` (see the module docstring for specs and ``pretrained``)."""
+    family, sep, name = str(spec).partition(":")
+    if not sep or not name or family not in FAMILIES:
+        raise LossbenchError(
+            f"model.backbone: {spec!r} is not a backbone spec; expected '<family>:<name>' with family one of "
+            f"{sorted(FAMILIES)}, e.g. 'timm:resnet18', 'open_clip:ViT-B-32', "
+            f"'hybrid:timm:resnet18+timm:mobilenetv3_small_100'"
+        )
+    if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size <= 0:
+        raise LossbenchError(f"image size must be a positive integer, got {image_size!r}")
+    return FAMILIES[family](name, _normalise_pretrained(pretrained), image_size)
+
+
+def _normalise_pretrained(pretrained: object) -> str | None:
+    if pretrained is None or pretrained is False or pretrained == "":
+        return None
+    if isinstance(pretrained, (str, os.PathLike)):
+        return os.fspath(pretrained)
+    raise LossbenchError(
+        f"model.pretrained: {pretrained!r} is not valid; use null (random init), a weights file path or a tag "
+        "such as 'timm' / 'openai'"
+    )
+
+
+def _weights_file(pretrained: str) -> Path | None:
+    """The weights file ``pretrained`` names, ``None`` if it is a tag; a missing path-like value is an error."""
+    path = Path(pretrained).expanduser()
+    if path.is_file():
+        return path
+    if os.sep in pretrained or "/" in pretrained or pretrained.lower().endswith(WEIGHT_SUFFIXES):
+        raise LossbenchError(
+            f"model.pretrained: weights file {pretrained!r} does not exist; fix the path or use null for random init"
+        )
+    return None
+
+
+def _suggest(name: str, candidates: Sequence[str], extra: Sequence[str] = ()) -> str:
+    matches = list(dict.fromkeys([*extra, *difflib.get_close_matches(name, candidates, n=8, cutoff=0.5)]))[:8]
+    return f"close matches: {', '.join(matches)}" if matches else "no close match"
+
+
+def _hf_filenames(filename: str | None, default_safe: str, default_bin: str) -> list[str]:
+    """Files to look for in a hub repo: the named one (safetensors twin first), or the library's defaults."""
+    if not filename:
+        return [default_safe, default_bin]
+    stem, ext = os.path.splitext(filename)
+    return [stem + ".safetensors", filename] if ext in (".bin", ".pth") else [filename]
+
+
+def _hf_cached(repo_id: str, filenames: Sequence[str]) -> str | None:
+    """First of ``filenames`` present in the local Hugging Face hub cache for ``repo_id`` (never a network call)."""
+    from huggingface_hub import try_to_load_from_cache
+
+    for filename in filenames:
+        found = try_to_load_from_cache(repo_id, filename)
+        if isinstance(found, str) and os.path.isfile(found):
+            return found
+    return None
+
+
+def _hf_cache_dir() -> str:
+    from huggingface_hub import constants
+
+    return str(constants.HF_HUB_CACHE)
+
+
+def _missing_weights(what: str, looked_in: Sequence[str], fetch_hint: str) -> LossbenchError:
+    return LossbenchError(
+        f"pretrained weights for {what} are not in the local cache, and lossbench never downloads. Either pass "
+        f"model.pretrained=/path/to/weights.safetensors|.bin|.pt|.pth (a file you copied here), or fill the cache: "
+        f"on a connected machine run {fetch_hint}, then copy the cache folder (e.g. ~/.cache/huggingface, or "
+        f"$HF_HOME) to the same place here. Looked in: {'; '.join(looked_in)}"
+    )
+
+
+# --------------------------------------------------------------------------------------------------- timm
+
+
+def _timm_arch_and_tag(name: str) -> tuple[str, str]:
+    import timm
+    from timm.models import split_model_name_tag
+
+    arch, tag = split_model_name_tag(name)
+    if not timm.is_model(arch):
+        wildcard = timm.list_models(f"*{arch}*")[:5]
+        raise LossbenchError(
+            f"model.backbone: unknown timm model {arch!r} ({_suggest(arch, timm.list_models(), wildcard)}); "
+            "see timm.list_models()"
+        )
+    return arch, tag
+
+
+def _timm_pretrained_name(arch: str, spec_tag: str, tag: str) -> str:
+    """Full ``arch.tag`` name for the pretrained tag asked for (``timm``/``default`` = the spec's or default tag)."""
+    import timm
+    from timm.models import get_pretrained_cfg
+
+    wanted = spec_tag if tag in DEFAULT_TIMM_TAGS else tag
+    if spec_tag and wanted != spec_tag:
+        raise LossbenchError(
+            f"model.pretrained: tag {tag!r} conflicts with the tag in the backbone name '{arch}.{spec_tag}'; "
+            "use model.pretrained=timm or drop the tag from the name"
+        )
+    known = timm.list_pretrained(f"{arch}.*")
+    if not wanted:
+        cfg = get_pretrained_cfg(arch)
+        wanted = cfg.tag if cfg is not None and cfg.tag else ""
+    full = f"{arch}.{wanted}"
+    if full not in known:
+        tags = [k.split(".", 1)[1] for k in known]
+        raise LossbenchError(
+            f"model.pretrained: timm has no pretrained weights '{full}'; known tags for {arch}: {tags or 'none'} "
+            f"(or {list(DEFAULT_TIMM_TAGS)} for the default one)"
+        )
+    return full
+
+
+def _timm_cached_weights(full_name: str) -> str:
+    from timm.models import get_pretrained_cfg
+
+    cfg = get_pretrained_cfg(full_name)
+    looked_in: list[str] = []
+    if cfg.hf_hub_id:
+        files = _hf_filenames(cfg.hf_hub_filename, "model.safetensors", "pytorch_model.bin")
+        found = _hf_cached(cfg.hf_hub_id, files)
+        if found:
+            return found
+        looked_in.append(f"{_hf_cache_dir()} (repo {cfg.hf_hub_id}, files {files})")
+    if cfg.url:
+        candidate = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(cfg.url)
+        if candidate.is_file():
+            return str(candidate)
+        looked_in.append(str(candidate))
+    hint = (
+        f"`hf download {cfg.hf_hub_id}`"
+        if cfg.hf_hub_id
+        else f"`python -c \"import timm; timm.create_model('{full_name}', pretrained=True)\"`"
+    )
+    raise _missing_weights(f"timm:{full_name}", looked_in, hint)
+
+
+def _timm_state_dict(path: Path, model_name: str) -> dict[str, torch.Tensor]:
+    """Weights from ``path`` (timm's reader: safetensors or torch, ``weights_only``) minus the classifier."""
+    from timm.models import get_pretrained_cfg, load_state_dict
+
+    try:
+        state_dict = load_state_dict(str(path))
+    except Exception as exc:  # unpickling / safetensors / zip errors all mean "not a weights file"
+        raise LossbenchError(f"model.pretrained: cannot read weights file {str(path)!r}: {exc}") from exc
+    cfg = get_pretrained_cfg(model_name)
+    classifiers = cfg.classifier if cfg is not None and cfg.classifier else ()
+    for name in (classifiers,) if isinstance(classifiers, str) else classifiers:
+        state_dict.pop(f"{name}.weight", None)
+        state_dict.pop(f"{name}.bias", None)
+    return state_dict
+
+
+@register_family("timm")
+def _create_timm(name: str, pretrained: str | None, image_size: int) -> Backbone:
+    """A timm model with its classifier removed (``num_classes=0``): ``forward`` returns pooled features.
+
+    Weights go through timm's pretrained loader (so its checkpoint filters, e.g. ViT position-embedding
+    resampling, apply) with ``num_classes=0`` on both sides, which keeps timm's load strict: a file that does not
+    fit the architecture is an error, not a silent partial load.
+    """
+    import timm
+    from timm.data import resolve_model_data_config
+    from timm.models import get_pretrained_cfg
+
+    arch, spec_tag = _timm_arch_and_tag(name)
+    model_name, weights = name, None
+    if pretrained is not None:
+        weights = _weights_file(pretrained)
+        if weights is None:
+            model_name = _timm_pretrained_name(arch, spec_tag, pretrained)
+            weights = Path(_timm_cached_weights(model_name))
+    cfg = get_pretrained_cfg(model_name)
+    kwargs: dict = {"num_classes": 0}
+    if cfg is not None and cfg.fixed_input_size:
+        kwargs["img_size"] = image_size
+    if weights is not None:
+        overlay = {"state_dict": _timm_state_dict(weights, model_name), "num_classes": 0}
+        kwargs.update(pretrained=True, pretrained_cfg_overlay=overlay)
+    try:
+        model = timm.create_model(model_name, **kwargs)
+    except (RuntimeError, KeyError) as exc:
+        if weights is None:
+            raise
+        raise LossbenchError(
+            f"model.pretrained: weights file {str(weights)!r} does not fit timm model {model_name!r}: "
+            f"{str(exc).splitlines()[0][:400]}"
+        ) from exc
+    if weights is not None:  # record where the weights came from instead of holding a second copy of them
+        model.pretrained_cfg.pop("state_dict", None)
+        model.pretrained_cfg["file"] = str(weights)
+    data_cfg = resolve_model_data_config(model)
+    num_features = getattr(model, "head_hidden_size", model.num_features)
+    return Backbone(model, num_features, data_cfg["mean"], data_cfg["std"], image_size, f"timm:{name}")
+
+
+# ----------------------------------------------------------------------------------------------- open_clip
+
+
+def _open_clip_cached_weights(name: str, tag: str) -> str:
+    import open_clip
+    from open_clip.constants import HF_SAFE_WEIGHTS_NAME, HF_WEIGHTS_NAME
+
+    cfg = open_clip.get_pretrained_cfg(name, tag)
+    looked_in: list[str] = []
+    if cfg.get("file") and os.path.isfile(cfg["file"]):
+        return cfg["file"]
+    hint = f"`python -c \"import open_clip; open_clip.create_model('{name}', pretrained='{tag}')\"`"
+    if cfg.get("hf_hub"):
+        repo_id, filename = os.path.split(cfg["hf_hub"])  # "org/repo/" → no filename: open_clip's defaults
+        files = _hf_filenames(filename, HF_SAFE_WEIGHTS_NAME, HF_WEIGHTS_NAME)
+        found = _hf_cached(repo_id, files)
+        if found:
+            return found
+        looked_in.append(f"{_hf_cache_dir()} (repo {repo_id}, files {files})")
+        hint = f"`hf download {repo_id} {files[-1]}`"
+    if cfg.get("url"):
+        candidate = Path("~/.cache/clip").expanduser() / os.path.basename(cfg["url"])
+        if candidate.is_file():
+            return str(candidate)
+        looked_in.append(str(candidate))
+    raise _missing_weights(f"open_clip:{name} tag {tag!r}", looked_in, hint)
+
+
+@register_family("open_clip")
+def _create_open_clip(name: str, pretrained: str | None, image_size: int) -> Backbone:
+    """The image tower of an open_clip model; features are its projected embedding (``embed_dim`` wide)."""
+    import open_clip
+
+    model_cfg = open_clip.get_model_config(name)
+    if model_cfg is None:
+        raise LossbenchError(
+            f"model.backbone: unknown open_clip model {name!r} ({_suggest(name, open_clip.list_models())}); "
+            "see open_clip.list_models()"
+        )
+    kwargs: dict = {"force_image_size": image_size, "pretrained_text": False}
+    if pretrained is not None:
+        weights = _weights_file(pretrained)
+        if weights is None:
+            tags = open_clip.list_pretrained_tags_by_model(name)
+            if pretrained not in tags:
+                raise LossbenchError(
+                    f"model.pretrained: {pretrained!r} is neither a file nor an open_clip tag for {name}; "
+                    f"known tags: {tags or 'none'}"
+                )
+            tag_cfg = open_clip.get_pretrained_cfg(name, pretrained)
+            weights = Path(_open_clip_cached_weights(name, pretrained))
+            kwargs["force_quick_gelu"] = bool(tag_cfg.get("quick_gelu", False))
+            kwargs["force_preprocess_cfg"] = {k: tag_cfg[k] for k in ("mean", "std") if k in tag_cfg}
+        kwargs["pretrained"] = str(weights)
+    try:
+        model = open_clip.create_model(name, **kwargs)
+    except Exception as exc:  # open_clip reports unreadable and mismatching files with assorted exception types
+        if "pretrained" not in kwargs:
+            raise
+        raise LossbenchError(
+            f"model.pretrained: cannot load weights file {kwargs['pretrained']!r} into open_clip model {name!r}: "
+            f"{str(exc).splitlines()[0][:400]}"
+        ) from exc
+    visual = model.visual
+    return Backbone(
+        visual, model_cfg["embed_dim"], visual.image_mean, visual.image_std, image_size, f"open_clip:{name}"
+    )
+
+
+# -------------------------------------------------------------------------------------------------- hybrid
+
+
+class _Concat(nn.Module):
+    """Runs every part on the same image and concatenates their features.
+
+    Inputs arrive normalised with the first part's mean/std; for the other parts they are re-normalised to
+    their own mean/std by a per-channel affine map.
+    """
+
+    def __init__(self, parts: Sequence[Backbone]) -> None:
+        super().__init__()
+        self.parts = nn.ModuleList(parts)
+        first = parts[0]
+        for i, part in enumerate(parts):
+            scale = torch.tensor(first.std) / torch.tensor(part.std)
+            shift = (torch.tensor(first.mean) - torch.tensor(part.mean)) / torch.tensor(part.std)
+            self.register_buffer(f"scale{i}", scale.view(1, -1, 1, 1), persistent=False)
+            self.register_buffer(f"shift{i}", shift.view(1, -1, 1, 1), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        feats = [
+            part(x if i == 0 else x * getattr(self, f"scale{i}") + getattr(self, f"shift{i}"))
+            for i, part in enumerate(self.parts)
+        ]
+        return torch.cat(feats, dim=1)
+
+
+def _split_hybrid_pretrained(pretrained: str | None, count: int, spec: str) -> list[str | None]:
+    if pretrained is None:
+        return [None] * count
+    if "+" not in pretrained or Path(pretrained).expanduser().is_file():
+        return [pretrained] * count
+    values = pretrained.split("+")
+    if len(values) != count:
+        raise LossbenchError(
+            f"model.pretrained: {pretrained!r} names {len(values)} weights but backbone {spec!r} has {count} parts; "
+            "give one value for all parts or one per part joined by '+'"
+        )
+    return [v or None for v in values]
+
+
+@register_family("hybrid")
+def _create_hybrid(name: str, pretrained: str | None, image_size: int) -> Backbone:
+    """Concatenation of ``specA+specB[+...]``: ``num_features`` is the sum; mean/std are the first part's."""
+    spec = f"hybrid:{name}"
+    specs = name.split("+")
+    bad = [s for s in specs if s.partition(":")[0] not in FAMILIES or s.startswith("hybrid:")]
+    if len(specs) < 2 or bad:
+        raise LossbenchError(
+            f"model.backbone: {spec!r} must join two or more non-hybrid specs with '+', e.g. "
+            f"'hybrid:timm:resnet18+timm:mobilenetv3_small_100'; bad parts: {bad or specs}"
+        )
+    weights = _split_hybrid_pretrained(pretrained, len(specs), spec)
+    parts = [create_backbone(s, w, image_size) for s, w in zip(specs, weights)]
+    return Backbone(
+        _Concat(parts), sum(p.num_features for p in parts), parts[0].mean, parts[0].std, image_size, spec
+    )

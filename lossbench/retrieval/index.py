@@ -1,0 +1,164 @@
+"""FAISS index layer: build any ``faiss.index_factory`` index for inner product, save, load, search.
+
+Vectors are L2-normalised embeddings, so inner product is cosine similarity. Gallery item ``i`` gets
+id ``i`` (its row in the gallery embedding array). Builds are deterministic for a given seed except
+for HNSW graphs built with several threads (their insertion order depends on thread scheduling).
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+from lossbench.errors import LossbenchError
+from lossbench.io import _atomic_path
+from lossbench.metrics.retrieval import as_embeddings
+
+_FACTORY_HINT = ("any faiss.index_factory string, e.g. 'Flat' (exact), 'HNSW32', 'IVF64,Flat', "
+                 "'IVF64,PQ16' (params.yaml: index.factory)")
+
+
+def as_vectors(vectors: np.ndarray, name: str, dim: int | None = None) -> np.ndarray:
+    """Check a 2-D finite matrix (of width ``dim`` if given) and return it C-contiguous float32."""
+    out = as_embeddings(vectors, name)
+    if dim is not None and out.shape[1] != dim:
+        raise LossbenchError(f"{name} have dimension {out.shape[1]} but the index has {dim}: "
+                             "embed queries and gallery with the same model, then rebuild the index")
+    return out
+
+
+def set_search_params(index: faiss.Index, ef_search: int | None = None, nprobe: int | None = None) -> None:
+    """Set HNSW ``efSearch`` and/or IVF ``nprobe`` (``None`` keeps the current value)."""
+    space = faiss.ParameterSpace()
+    for name, value in (("efSearch", ef_search), ("nprobe", nprobe)):
+        if value is None:
+            continue
+        if int(value) < 1:
+            raise LossbenchError(f"{name} must be a positive integer, got {value}")
+        try:
+            space.set_index_parameter(index, name, int(value))
+        except RuntimeError:
+            kind = "HNSW" if name == "efSearch" else "IVF"
+            raise LossbenchError(
+                f"{name}={value} applies only to {kind} indexes, but this index is "
+                f"{type(faiss.downcast_index(index)).__name__}: remove it or use a {kind} factory") from None
+
+
+def _seed_clustering(index: faiss.Index, seed: int) -> None:
+    """Seed the k-means of the IVF coarse quantiser and of a product quantiser, when present."""
+    try:
+        ivf = faiss.extract_index_ivf(index)
+    except RuntimeError:
+        return
+    ivf.cp.seed = seed
+    pq = getattr(faiss.downcast_index(ivf), "pq", None)
+    if pq is not None:
+        pq.cp.seed = seed
+
+
+def _train(index: faiss.Index, vectors: np.ndarray, factory: str) -> None:
+    n = vectors.shape[0]
+    try:
+        nlist = faiss.extract_index_ivf(index).nlist
+    except RuntimeError:
+        nlist = 0
+    if nlist > n:
+        raise LossbenchError(
+            f"index factory '{factory}' has {nlist} IVF lists but the gallery has only {n} vectors: "
+            f"use at most IVF{max(1, n // 39)} (faiss wants ≥ 39 vectors per list) or 'Flat' "
+            "(params.yaml: index.factory)")
+    try:
+        index.train(vectors)
+    except RuntimeError as err:
+        reason = str(err).strip().splitlines()[-1].split("failed: ")[-1]
+        raise LossbenchError(
+            f"cannot train index factory '{factory}' on {n} gallery vectors ({reason}): choose a smaller "
+            "index (fewer IVF lists, fewer PQ bits such as 'PQ8x4') or 'Flat' (params.yaml: index.factory)"
+        ) from None
+
+
+def build_index(vectors: np.ndarray, factory: str = "Flat", threads: int | None = None, seed: int = 0,
+                ef_search: int | None = None, nprobe: int | None = None) -> faiss.Index:
+    """Build an inner-product index of ``vectors`` (gallery row i gets id i), training it if needed.
+
+    ``threads`` sets FAISS's (process-wide) OpenMP thread count; ``ef_search`` / ``nprobe`` set the
+    HNSW / IVF search breadth and are stored with the index.
+    """
+    vectors = as_vectors(vectors, "gallery embeddings")
+    if threads is not None:
+        if int(threads) < 1:
+            raise LossbenchError(f"threads must be a positive integer, got {threads}")
+        faiss.omp_set_num_threads(int(threads))
+    norms = np.linalg.norm(vectors, axis=1)
+    if np.abs(norms - 1.0).max() > 1e-3:
+        warnings.warn("gallery embeddings are not L2-normalised: inner-product scores are not cosine "
+                      "similarities", stacklevel=2)
+    try:
+        index = faiss.index_factory(vectors.shape[1], factory, faiss.METRIC_INNER_PRODUCT)
+    except RuntimeError:
+        raise LossbenchError(f"invalid index factory {factory!r}: use {_FACTORY_HINT}") from None
+    _seed_clustering(index, seed)
+    if not index.is_trained:
+        _train(index, vectors, factory)
+    if isinstance(faiss.downcast_index(index), (faiss.IndexIDMap, faiss.IndexIDMap2)):
+        index.add_with_ids(vectors, np.arange(vectors.shape[0], dtype=np.int64))
+    else:
+        index.add(vectors)
+    set_search_params(index, ef_search=ef_search, nprobe=nprobe)
+    return index
+
+
+def save_index(index: faiss.Index, path: str | os.PathLike) -> None:
+    """Write ``index`` to ``path`` atomically (temporary file, then rename)."""
+    with _atomic_path(path) as tmp:
+        faiss.write_index(index, str(tmp))
+
+
+def load_index(path: str | os.PathLike) -> faiss.Index:
+    """Read an index written by :func:`save_index`."""
+    path = Path(path)
+    if not path.is_file():
+        raise LossbenchError(f"FAISS index {path} not found: build it with `dvc repro index@<loss>`")
+    try:
+        return faiss.read_index(str(path))
+    except RuntimeError:
+        raise LossbenchError(f"{path} is not a readable FAISS index: rebuild it with "
+                             "`dvc repro --force index@<loss>`") from None
+
+
+def search(index: faiss.Index, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Top-``k`` ``(scores, ids)`` per query, best first, ``k`` clipped to the index size.
+
+    Approximate indexes (IVF with a small ``nprobe``) may find fewer than k items for a query: the
+    missing slots have id -1 and score -3.4e38 (the FAISS convention), so check ``ids >= 0``.
+    """
+    if index.ntotal == 0:
+        raise LossbenchError("the FAISS index is empty: rebuild it from a non-empty gallery")
+    if int(k) < 1:
+        raise LossbenchError(f"k must be at least 1, got {k}")
+    queries = as_vectors(queries, "query embeddings", dim=index.d)
+    scores, ids = index.search(queries, min(int(k), int(index.ntotal)))
+    return scores, ids
+
+
+def describe(index: faiss.Index) -> dict:
+    """Type, size, dimension, metric, search settings and serialised size of an index."""
+    info = {
+        "type": type(faiss.downcast_index(index)).__name__,
+        "ntotal": int(index.ntotal),
+        "dim": int(index.d),
+        "metric": "inner_product" if index.metric_type == faiss.METRIC_INNER_PRODUCT else "l2",
+        "bytes": int(faiss.serialize_index(index).nbytes),
+    }
+    try:
+        info["nprobe"] = int(faiss.extract_index_ivf(index).nprobe)
+    except RuntimeError:
+        pass
+    hnsw = getattr(faiss.downcast_index(index), "hnsw", None)
+    if hnsw is not None:
+        info["ef_search"] = int(hnsw.efSearch)
+    return info

@@ -1,0 +1,42 @@
+"""Save a trained model (weights only + the resolved config) and load it back for embedding and search."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import torch
+
+from lossbench.errors import LossbenchError
+from lossbench.io import atomic_torch_save, atomic_write_json
+from lossbench.models import EmbeddingModel
+from lossbench.training.builder import build_model
+
+WEIGHTS = "model.pt"
+CONFIG = "config.json"
+
+
+def save_model(directory: str | Path, state_dict: dict[str, torch.Tensor], config: dict[str, Any]) -> None:
+    """Write ``model.pt`` (a plain state dict, loadable with ``weights_only=True``) and ``config.json``."""
+    directory = Path(directory)
+    atomic_torch_save({k: v.detach().cpu() for k, v in state_dict.items()}, directory / WEIGHTS)
+    atomic_write_json(directory / CONFIG, config)
+
+
+def load_config(directory: str | Path) -> dict[str, Any]:
+    path = Path(directory) / CONFIG
+    if not path.is_file():
+        loss = Path(directory).name
+        raise LossbenchError(f"{path} not found: the model for loss '{loss}' is not trained yet; run `dvc repro train@{loss}`.")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def load_model(directory: str | Path, device: str | torch.device = "cpu") -> tuple[EmbeddingModel, dict[str, Any]]:
+    """Rebuild the architecture from ``config.json`` (no pretrained download needed) and load its weights."""
+    config = load_config(directory)
+    model = build_model(SimpleNamespace(**config["model"]), config["image_size"], config["seed"], load_pretrained=False)
+    state = torch.load(Path(directory) / WEIGHTS, map_location=device, weights_only=True)
+    model.load_state_dict(state)
+    return model.to(device).eval(), config

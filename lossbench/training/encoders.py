@@ -1,0 +1,115 @@
+"""Encoders turn rows of the processed data set into model inputs and run a model over them in batches.
+
+Two kinds share one interface so that the trainer, the feature cache and the embed stage never care
+whether the backbone runs in the loop:
+
+- :class:`ImageEncoder` — uint8 images → transform → ``model(images)`` (backbone in the loop);
+- :class:`FeatureEncoder` — cached backbone features → ``model.embed_features(features)`` (head only).
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Iterator, Protocol
+
+import numpy as np
+import torch
+from torch import nn
+
+Transform = Callable[[np.ndarray], torch.Tensor]
+
+
+class Encoder(Protocol):
+    def inputs(self, indices: np.ndarray, view: np.ndarray | None = None) -> torch.Tensor:
+        """Model inputs for positions ``indices`` of this encoder's rows."""
+
+    def forward(self, model: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
+        """Embeddings (or features) for a batch of inputs."""
+
+    def __len__(self) -> int: ...
+
+
+class ImageEncoder:
+    """Images held in a (memory-mapped) uint8 array, transformed on the fly."""
+
+    def __init__(self, images: np.ndarray, rows: np.ndarray, transform: Transform, device: torch.device,
+                 call: str = "forward"):
+        self.images, self.rows, self.transform, self.device = images, np.asarray(rows), transform, device
+        self.call = call  # "forward" (full model), "features" (backbone only) or "backbone_features_normalised"
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def inputs(self, indices: np.ndarray, view: np.ndarray | None = None) -> torch.Tensor:
+        batch = torch.stack([self.transform(np.asarray(self.images[self.rows[i]])) for i in indices])
+        if self.device.type == "cuda":
+            batch = batch.to(self.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+        return batch
+
+    def forward(self, model: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
+        return getattr(model, self.call)(inputs)
+
+
+class FeatureEncoder:
+    """Cached backbone features ``[views, rows, dim]``; training picks one view per sample."""
+
+    def __init__(self, features: np.ndarray | torch.Tensor, device: torch.device):
+        feats = torch.as_tensor(np.asarray(features), dtype=torch.float32)
+        self.features = feats if feats.ndim == 3 else feats.unsqueeze(0)
+        self.device = device
+
+    def __len__(self) -> int:
+        return self.features.shape[1]
+
+    @property
+    def views(self) -> int:
+        return self.features.shape[0]
+
+    def inputs(self, indices: np.ndarray, view: np.ndarray | None = None) -> torch.Tensor:
+        idx = torch.as_tensor(indices, dtype=torch.long)
+        views = torch.zeros_like(idx) if view is None else torch.as_tensor(view, dtype=torch.long)
+        return self.features[views, idx].to(self.device)
+
+    def forward(self, model: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
+        return model.embed_features(inputs)
+
+
+def iter_batches(n: int, batch_size: int) -> Iterator[np.ndarray]:
+    """Consecutive index batches covering all ``n`` items (the last one may be short: nothing dropped)."""
+    for start in range(0, n, batch_size):
+        yield np.arange(start, min(start + batch_size, n))
+
+
+@torch.no_grad()
+def encode_all(model: nn.Module, encoder: Encoder, batch_size: int, out: np.ndarray | None = None,
+               flip_tta: bool = False, progress: str | None = None) -> np.ndarray:
+    """Run ``model`` over every row of ``encoder`` in eval mode; write into ``out`` (e.g. a memmap) if given.
+
+    With ``flip_tta`` the output is the normalised mean of the image and its horizontal mirror.
+    """
+    from tqdm.auto import tqdm
+
+    was_training = model.training
+    model.eval()
+    try:
+        batches = iter_batches(len(encoder), batch_size)
+        if progress:
+            batches = tqdm(batches, total=-(-len(encoder) // batch_size), desc=progress, unit="batch", leave=False)
+        chunks = []
+        for idx in batches:
+            inputs = encoder.inputs(idx)
+            result = encoder.forward(model, inputs).float()
+            if flip_tta:
+                mirrored = encoder.forward(model, torch.flip(inputs, dims=[-1])).float()
+                result = nn.functional.normalize(result + mirrored, dim=1)
+            result = result.cpu().numpy()
+            if out is None:
+                chunks.append(result)
+            else:
+                out[idx[0]: idx[-1] + 1] = result
+    finally:
+        model.train(was_training)
+    if out is not None:
+        return out
+    if not chunks:
+        return np.zeros((0, 0), dtype=np.float32)
+    return np.concatenate(chunks).astype(np.float32, copy=False)

@@ -1,0 +1,1 @@
+"""DVC stage entry points: each parses its params and calls the library (run as ``python -m stages.<name>``)."""
