@@ -55,9 +55,16 @@ def test_length_and_epoch_coverage():
 
 
 def test_every_identity_once_when_p_divides_the_identities():
-    sampler = PKSampler(LABELS, 5, 2, seed=3)
+    sampler = PKSampler(LABELS, 5, 2, seed=3, passes=1)
     ids = [label for batch in batches(sampler) for label in set(LABELS[batch].tolist())]
     assert sorted(ids) == list(range(100, 110))
+
+
+def test_default_passes_show_every_image_about_once_per_epoch():
+    sampler = PKSampler(LABELS, 5, 2, seed=3)  # 41 images / (10 ids x K=2) -> 2 passes over the identities
+    assert sampler.passes == 2 and len(sampler) == 4
+    ids = Counter(label for batch in batches(sampler) for label in set(LABELS[batch].tolist()))
+    assert set(ids.values()) == {2} and set(ids) == set(range(100, 110))
 
 
 def test_drop_last_false_keeps_the_remainder():

@@ -67,7 +67,7 @@ def raw_top1(data) -> float:
 
 @pytest.mark.parametrize("loss_name", TRAINABLE)
 def test_every_loss_lowers_its_loss_and_beats_raw_features(data, loss_name):
-    result = make_trainer(data, loss_name, epochs=25).fit()
+    result = make_trainer(data, loss_name, epochs=10).fit()
     losses = [h["train_loss"] for h in result.history]
     assert np.mean(losses[-3:]) < losses[0], losses
     baseline = raw_top1(data)
@@ -116,7 +116,7 @@ def test_resume_file_of_another_run_is_ignored(data, tmp_path):
 
 
 def test_early_stopping_keeps_the_best_epoch(data):
-    trainer = make_trainer(data, "supcon", epochs=30)
+    trainer = make_trainer(data, "supcon", epochs=12)
     trainer.settings.patience = 2
     result = trainer.fit()
     values = [h["val_top1"] for h in result.history]

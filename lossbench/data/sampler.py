@@ -12,9 +12,10 @@ from lossbench.errors import LossbenchError
 class PKSampler:
     """Batch sampler (for `DataLoader(batch_sampler=...)`) yielding lists of dataset indices.
 
-    An epoch shuffles the identities and walks through them P at a time, so every identity appears in
-    about one batch per epoch (`num_ids // P` batches; with `drop_last=False` a last, smaller batch
-    holds the remaining `num_ids % P` identities). For each identity K of its images are drawn without
+    A pass shuffles the identities and walks through them P at a time, so every identity appears in
+    about one batch per pass (`num_ids // P` batches; with `drop_last=False` a last, smaller batch
+    holds the remaining `num_ids % P` identities). An epoch is `passes` passes; by default enough to
+    show every image about once (mean images per identity / K, at least 1). For each identity K of its images are drawn without
     replacement; an identity with fewer than K images contributes all of them plus draws *with
     replacement* to reach K (so it may repeat images). Batches are identity-major: K consecutive
     indices per identity. The order depends only on (seed, epoch): call `set_epoch` before each epoch.
@@ -27,6 +28,7 @@ class PKSampler:
         images_per_id: int,
         seed: int,
         drop_last: bool = True,
+        passes: int | None = None,
     ) -> None:
         labels = np.asarray(labels)
         identities, inverse = np.unique(labels, return_inverse=True)
@@ -52,15 +54,20 @@ class PKSampler:
         self.images_per_id = images_per_id
         self.seed = seed
         self.drop_last = drop_last
+        # an epoch sees every image about once: mean images per identity / K passes over the identities
+        self.passes = passes or max(1, round(len(labels) / (len(identities) * images_per_id)))
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
         """Select the epoch whose (deterministic) batches `__iter__` yields."""
         self.epoch = epoch
 
-    def __len__(self) -> int:
+    def _batches_per_pass(self) -> int:
         num_ids, p = len(self.indices_per_id), self.ids_per_batch
         return num_ids // p if self.drop_last else -(-num_ids // p)
+
+    def __len__(self) -> int:
+        return self._batches_per_pass() * self.passes
 
     def _draw(self, rng: np.random.Generator, pool: np.ndarray) -> np.ndarray:
         k = self.images_per_id
@@ -71,7 +78,8 @@ class PKSampler:
 
     def __iter__(self) -> Iterator[list[int]]:
         rng = np.random.default_rng([self.seed, self.epoch])
-        id_order = rng.permutation(len(self.indices_per_id))
-        for start in range(0, len(self) * self.ids_per_batch, self.ids_per_batch):
-            batch_ids = id_order[start : start + self.ids_per_batch]
-            yield [int(i) for ident in batch_ids for i in self._draw(rng, self.indices_per_id[ident])]
+        for _ in range(self.passes):
+            id_order = rng.permutation(len(self.indices_per_id))
+            for start in range(0, self._batches_per_pass() * self.ids_per_batch, self.ids_per_batch):
+                batch_ids = id_order[start : start + self.ids_per_batch]
+                yield [int(i) for ident in batch_ids for i in self._draw(rng, self.indices_per_id[ident])]

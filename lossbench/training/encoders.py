@@ -5,17 +5,31 @@ whether the backbone runs in the loop:
 
 - :class:`ImageEncoder` — uint8 images → transform → ``model(images)`` (backbone in the loop);
 - :class:`FeatureEncoder` — cached backbone features → ``model.embed_features(features)`` (head only).
+
+A deterministic transform (the eval transform: resize + normalise) runs once per batch on the gathered
+rows (:func:`batched_transform`, equal to the per-image result); a random one (training augmentation)
+runs per image, single-threaded: intra-op threads on one small image only add synchronisation, which on
+a busy machine costs milliseconds per operation.
 """
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from typing import Callable, Iterator, Protocol
 
 import numpy as np
 import torch
 from torch import nn
+from torchvision import tv_tensors
+from torchvision.transforms import v2
+
+from lossbench.data.transforms import ArrayToImage
 
 Transform = Callable[[np.ndarray], torch.Tensor]
+BatchTransform = Callable[[np.ndarray], torch.Tensor]
+
+DETERMINISTIC_STEPS: tuple[type, ...] = (v2.Resize, v2.CenterCrop, v2.ToDtype, v2.Normalize, v2.ToPureTensor)
+"""Transform steps that treat every image alike, so they may run on a whole batch in one call."""
 
 
 class Encoder(Protocol):
@@ -28,19 +42,57 @@ class Encoder(Protocol):
     def __len__(self) -> int: ...
 
 
+def batched_transform(transform: Transform) -> BatchTransform | None:
+    """``transform`` applied to a whole ``N×H×W×3`` uint8 batch in one call; None unless it is deterministic.
+
+    Recognises ``v2.Compose([ArrayToImage(), *steps])`` with every step in :data:`DETERMINISTIC_STEPS`
+    (what ``build_eval_transform`` builds). The batch gets the per-image path's memory layout (a
+    channels-last view of the HWC rows, so resizing uses the same kernel) and the same steps, so the
+    result equals stacking the per-image outputs.
+    """
+    steps = getattr(transform, "transforms", None)
+    if (not isinstance(transform, v2.Compose) or not steps or not isinstance(steps[0], ArrayToImage)
+            or not all(isinstance(step, DETERMINISTIC_STEPS) for step in steps[1:])):
+        return None
+    tail = v2.Compose(list(steps[1:]))
+
+    def apply(images: np.ndarray) -> torch.Tensor:
+        batch = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2)
+        return torch.as_tensor(tail(tv_tensors.Image(batch))).contiguous()
+
+    return apply
+
+
+@contextmanager
+def single_thread() -> Iterator[None]:
+    """Run the block with one torch intra-op thread, then restore the previous count."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 class ImageEncoder:
-    """Images held in a (memory-mapped) uint8 array, transformed on the fly."""
+    """Images held in a (memory-mapped) uint8 array, transformed on the fly (per batch when deterministic)."""
 
     def __init__(self, images: np.ndarray, rows: np.ndarray, transform: Transform, device: torch.device,
                  call: str = "forward"):
         self.images, self.rows, self.transform, self.device = images, np.asarray(rows), transform, device
         self.call = call  # "forward" (full model), "features" (backbone only) or "backbone_features_normalised"
+        self.batched = batched_transform(transform)
 
     def __len__(self) -> int:
         return len(self.rows)
 
     def inputs(self, indices: np.ndarray, view: np.ndarray | None = None) -> torch.Tensor:
-        batch = torch.stack([self.transform(np.asarray(self.images[self.rows[i]])) for i in indices])
+        images = np.asarray(self.images[self.rows[np.asarray(indices)]])  # one gather from the memmap
+        if self.batched is not None and images.dtype == np.uint8 and images.ndim == 4 and images.shape[3] == 3:
+            batch = self.batched(images)
+        else:  # random transform (or an array ArrayToImage rejects, with its message)
+            with single_thread():
+                batch = torch.stack([self.transform(image) for image in images])
         if self.device.type == "cuda":
             batch = batch.to(self.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
         return batch

@@ -65,9 +65,22 @@ def compute_features(model: torch.nn.Module, images: np.ndarray, train_rows: np.
     return FeatureCache(np.asarray(train_rows), np.stack(train_feats), np.asarray(eval_rows), eval_feats)
 
 
+ARRAYS = ("train_rows", "train", "eval_rows", "eval")
+
+
+def clear_cache(directory: str | Path) -> None:
+    """Remove cached arrays (the folder stays: it is a pipeline output)."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    for name in (*ARRAYS, "meta"):
+        for path in directory.glob(f"{name}.*"):
+            path.unlink()
+
+
 def save_cache(directory: str | Path, cache: FeatureCache, key: dict[str, Any]) -> None:
     directory = Path(directory)
-    for name in ("train_rows", "train", "eval_rows", "eval"):
+    clear_cache(directory)
+    for name in ARRAYS:
         atomic_save_npy(directory / f"{name}.npy", getattr(cache, name))
     atomic_write_json(directory / META, key)
 
@@ -78,5 +91,5 @@ def load_cache(directory: str | Path, key: dict[str, Any]) -> FeatureCache | Non
     meta = directory / META
     if not meta.is_file() or json.loads(meta.read_text(encoding="utf-8")) != json.loads(json.dumps(key)):
         return None
-    arrays = {name: np.load(directory / f"{name}.npy") for name in ("train_rows", "train", "eval_rows", "eval")}
+    arrays = {name: np.load(directory / f"{name}.npy") for name in ARRAYS}
     return FeatureCache(**arrays)

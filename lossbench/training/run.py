@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,13 +21,20 @@ from lossbench.models import EmbeddingModel
 from lossbench.training.builder import build_model
 from lossbench.training.checkpoint import save_model
 from lossbench.training.encoders import Encoder, FeatureEncoder, ImageEncoder
-from lossbench.training.features import FeatureCache, cache_key, compute_features, load_cache, save_cache
+from lossbench.training.features import FeatureCache, cache_key, clear_cache, compute_features, load_cache, save_cache
 from lossbench.training.logging import DvcLiveLogger
 from lossbench.training.trainer import Trainer, TrainSettings, ValidationSet, config_hash
 
 
 def pick_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def to_device(model: EmbeddingModel, device: torch.device) -> EmbeddingModel:
+    """Move the model; on a GPU also switch to channels_last (the encoders feed channels_last batches)."""
+    if device.type == "cuda":
+        return model.to(device, memory_format=torch.channels_last)
+    return model.to(device)
 
 
 def set_threads(threads: int | None) -> None:
@@ -69,29 +77,49 @@ def transforms_for(model: EmbeddingModel, train_cfg: Any):
     return train_tf, build_eval_transform(backbone.input_size, backbone.mean, backbone.std)
 
 
+def data_fingerprint() -> str:
+    """Identifies the processed data set (its manifest holds every row's content hash and split)."""
+    return hashlib.sha1((paths.PROCESSED / "manifest.csv").read_bytes()).hexdigest()[:16]
+
+
+def _cache_key(params: Params, spec_or_params: Any) -> dict[str, Any]:
+    return {**cache_key(spec_or_params.model, spec_or_params.train, params.data.image_size, params.seed),
+            "data": data_fingerprint()}
+
+
 def featurize(params: Params) -> str:
-    """Compute and save the shared backbone-feature cache for the global ``model`` settings."""
-    set_threads(params.train.threads)
+    """Cache backbone features for the frozen-backbone losses that use the global ``model`` settings.
+
+    The output is persistent: when the cache already matches (same backbone, views, augmentation,
+    data), nothing is recomputed, so tuning a loss option never re-runs an expensive backbone.
+    """
+    key = _cache_key(params, params)
+    users = [s.name for s in params.loss_specs() if s.trains and s.model.freeze and _cache_key(params, s) == key]
+    if not users:
+        clear_cache(paths.FEATURES)
+        return "no frozen-backbone loss uses the global model settings; nothing to cache"
     splits = Splits.load()
+    existing = load_cache(paths.FEATURES, key)
+    if existing is not None:
+        return f"feature cache for {', '.join(users)} is up to date ({params.model.backbone})"
+    set_threads(params.train.threads)
     device = pick_device()
-    model = build_model(params.model, params.data.image_size, params.seed).to(device)
+    model = to_device(build_model(params.model, params.data.image_size, params.seed), device)
     train_tf, eval_tf = transforms_for(model, params.train)
-    all_eval_rows = np.sort(np.concatenate([splits.val["row"].to_numpy()]))
-    cache = compute_features(model, splits.images, splits.train["row"].to_numpy(), all_eval_rows, train_tf, eval_tf,
+    cache = compute_features(model, splits.images, splits.train["row"].to_numpy(), splits.eval_rows, train_tf, eval_tf,
                              params.train.feature_views, params.train.eval_batch_size, params.seed, device)
-    key = cache_key(params.model, params.train, params.data.image_size, params.seed)
     save_cache(paths.FEATURES, cache, key)
     views, n, dim = cache.train.shape
-    return f"cached {views} view(s) x {n} train + {len(cache.eval_rows)} val features of dim {dim} ({params.model.backbone})"
+    return (f"cached {views} view(s) x {n} train + {len(cache.eval_rows)} val features of dim {dim} "
+            f"({params.model.backbone}) for {', '.join(users)}")
 
 
 def _frozen_cache(params: Params, spec: LossSpec, model: EmbeddingModel, splits: Splits, device) -> FeatureCache:
-    key = cache_key(spec.model, spec.train, params.data.image_size, params.seed)
-    cache = load_cache(paths.FEATURES, key)
-    if cache is not None and np.array_equal(cache.train_rows, splits.train["row"].to_numpy()):
+    cache = load_cache(paths.FEATURES, _cache_key(params, spec))
+    if cache is not None:
         print(f"using cached backbone features from {paths.FEATURES}")
         return cache
-    print(f"{spec.name}: backbone settings differ from the shared feature cache; computing features for this loss")
+    print(f"{spec.name}: no matching shared feature cache (backbone settings differ); computing features for this loss")
     train_tf, eval_tf = transforms_for(model, spec.train)
     return compute_features(model, splits.images, splits.train["row"].to_numpy(), splits.eval_rows, train_tf, eval_tf,
                             spec.train.feature_views, spec.train.eval_batch_size, params.seed, device)
@@ -120,7 +148,7 @@ def train_loss(params: Params, name: str) -> str:
     set_threads(spec.train.threads)
     splits = Splits.load()
     device = pick_device()
-    model = build_model(spec.model, params.data.image_size, params.seed).to(device)
+    model = to_device(build_model(spec.model, params.data.image_size, params.seed), device)
     settings = TrainSettings.from_config(spec.train, params.seed)
     config = {**spec.as_dict(), "image_size": params.data.image_size, "seed": params.seed,
               "num_classes": int(splits.train["label"].nunique())}

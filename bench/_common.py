@@ -1,0 +1,71 @@
+"""Shared helpers of the benchmarks: setup, side-by-side timing (alternating order, medians), tables.
+
+Not a benchmark itself. Every benchmark reports RATIOS of cases timed in the same run, interleaved
+round by round (the order alternates so neither side always runs on a warmer or quieter machine),
+because absolute times on a shared 2-core machine mean little.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Sequence
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+os.environ.setdefault("TQDM_DISABLE", "1")
+
+
+def setup(seed: int = 0, threads: int = 1) -> None:
+    """Seed numpy/torch and fix the thread count of torch, BLAS and OpenMP (FAISS) alike for every case.
+
+    The benchmarks default to 1 thread: on a busy 2-core machine a second intra-op thread is often
+    descheduled, and every parallel region then waits milliseconds for it, which swamps small ops
+    (``--threads 2`` measures the two-thread setting).
+    """
+    import faiss
+    import numpy as np
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.set_num_threads(threads)
+    threadpool_limits(threads)  # OpenBLAS (numpy) and every OpenMP runtime, for the rest of the process
+    faiss.omp_set_num_threads(threads)
+
+
+def interleaved(cases: dict[str, Callable[[], object]], repeats: int, warmup: int = 1) -> dict[str, float]:
+    """Median seconds of each case over ``repeats`` rounds; each round runs every case once, order alternating."""
+    names = list(cases)
+    for _ in range(warmup):
+        for name in names:
+            cases[name]()
+    samples: dict[str, list[float]] = {name: [] for name in names}
+    for round_ in range(repeats):
+        for name in names if round_ % 2 == 0 else reversed(names):
+            start = time.perf_counter()
+            cases[name]()
+            samples[name].append(time.perf_counter() - start)
+    return {name: statistics.median(times) for name, times in samples.items()}
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    """A Markdown table (floats with 3 significant digits)."""
+    def fmt(value: object) -> str:
+        return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def params(path: Path = ROOT / "params.yaml"):
+    """The project's validated params (``lossbench.config.Params``)."""
+    from lossbench.config import load_params
+
+    return load_params(path)

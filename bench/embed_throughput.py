@@ -1,0 +1,73 @@
+"""Embed path throughput vs the raw model forward, same batch size and threads.
+
+- embed path: ``encode_all`` over an ``ImageEncoder`` with the eval transform on a uint8 memmap,
+  writing into an ``.npy`` memmap (what ``lossbench.embedding.extract_embeddings`` does);
+- raw: ``model(x)`` under ``no_grad`` on normalised tensors already in memory.
+
+Cases: the default backbone of params.yaml at ``data.image_size`` (stored size = input size, no
+resize) and the same backbone fed at 1.5× that size (the resize path). Goal: ratio ≥ 0.85.
+
+    python bench/embed_throughput.py [--images 512] [--repeats 5] [--threads 1]
+"""
+
+from __future__ import annotations
+
+from _common import interleaved, params, setup, table  # first: it configures the environment
+
+import argparse
+import dataclasses
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from lossbench.training.builder import build_model
+from lossbench.training.encoders import ImageEncoder, encode_all
+from lossbench.training.run import transforms_for
+
+
+def run_case(p, input_size: int, count: int, batch: int, storage: Path, repeats: int) -> list[object]:
+    size = p.data.image_size
+    rng = np.random.default_rng(p.seed)
+    images = np.lib.format.open_memmap(storage / "images.npy", mode="w+", dtype=np.uint8, shape=(count, size, size, 3))
+    images[:] = rng.integers(0, 256, size=images.shape, dtype=np.uint8)
+    images.flush()
+    images = np.load(storage / "images.npy", mmap_mode="r")
+    model = build_model(dataclasses.replace(p.model, input_size=input_size), size, p.seed).eval()
+    _, eval_tf = transforms_for(model, p.train)
+    encoder = ImageEncoder(images, np.arange(count), eval_tf, torch.device("cpu"))
+    out = np.lib.format.open_memmap(storage / "out.npy", mode="w+", dtype=np.float32, shape=(count, model.embed_dim))
+    in_memory = [torch.stack([eval_tf(images[i]) for i in range(s, min(s + batch, count))])
+                 for s in range(0, count, batch)]
+
+    @torch.no_grad()
+    def raw() -> None:
+        for x in in_memory:
+            model(x)
+
+    times = interleaved({"raw": raw, "embed": lambda: encode_all(model, encoder, batch, out=out)}, repeats=repeats)
+    return [p.model.backbone, f"{size}→{input_size}", batch, count / times["raw"], count / times["embed"],
+            times["raw"] / times["embed"]]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--images", type=int, default=512)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (1: stable on a shared machine)")
+    args = parser.parse_args()
+    setup(threads=args.threads)
+    p = params()
+    batch = p.evaluate.batch_size
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for input_size in (p.data.image_size, 3 * p.data.image_size // 2):
+            rows.append(run_case(p, input_size, args.images, batch, Path(tmp), args.repeats))
+    print(f"embed throughput, {args.images} images, torch threads {torch.get_num_threads()}, "
+          f"median of {args.repeats} interleaved passes")
+    print(table(["backbone", "stored→input", "batch", "raw img/s", "embed img/s", "embed / raw"], rows))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,112 @@
+"""Frozen backbone: one training epoch on cached features vs with the backbone in the loop.
+
+Both sides run the real ``lossbench.training.trainer.Trainer.train_epoch`` on the same P×K batches
+(same labels, sampler seed and number of steps) with the headline loss of params.yaml:
+
+- cached: ``FeatureEncoder`` over ``compute_features`` output (the head alone trains; what
+  ``featurize`` + ``train@<loss>`` do when ``model.freeze: true``);
+- in the loop: ``ImageEncoder`` with the train transform, frozen backbone forward every step (what
+  the source projects did).
+
+Cases: the default backbone of params.yaml at ``data.image_size``, and ``open_clip:ViT-B-32`` at 224
+with a small batch. Also shows the one-off cost of the cache in epochs of in-loop training.
+
+    python bench/feature_cache.py [--repeats 3] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import dataclasses
+import tempfile
+import time
+from pathlib import Path
+
+from _common import interleaved, params, setup, table  # first: it configures the environment
+
+import numpy as np
+import torch
+
+from lossbench.losses import create_loss
+from lossbench.training.builder import build_model
+from lossbench.training.encoders import FeatureEncoder, ImageEncoder
+from lossbench.training.features import compute_features
+from lossbench.training.run import transforms_for
+from lossbench.training.trainer import Trainer, TrainSettings
+
+
+@dataclasses.dataclass
+class Case:
+    backbone: str
+    input_size: int
+    ids_per_batch: int
+    images_per_id: int
+    steps: int
+
+
+def make_images(directory: Path, count: int, size: int, seed: int) -> np.ndarray:
+    """A read-only uint8 memmap of random images (content does not change the timings)."""
+    path = directory / f"images_{size}.npy"
+    array = np.lib.format.open_memmap(path, mode="w+", dtype=np.uint8, shape=(count, size, size, 3))
+    array[:] = np.random.default_rng(seed).integers(0, 256, size=array.shape, dtype=np.uint8)
+    array.flush()
+    return np.load(path, mmap_mode="r")
+
+
+def run_case(case: Case, p, storage: Path, repeats: int) -> list[object]:
+    ids = case.ids_per_batch * case.steps
+    labels = np.repeat(np.arange(ids), case.images_per_id)  # K images per identity: one pass = `steps` batches
+    rows = np.arange(len(labels))
+    images = make_images(storage, len(rows), p.data.image_size, p.seed)
+    model_cfg = dataclasses.replace(p.model, backbone=case.backbone, freeze=True, input_size=case.input_size)
+    model = build_model(model_cfg, p.data.image_size, p.seed)
+    train_tf, eval_tf = transforms_for(model, p.train)
+    spec = p.resolve_loss(p.loss)
+    settings = TrainSettings(epochs=repeats + 2, ids_per_batch=case.ids_per_batch, images_per_id=case.images_per_id,
+                             lr=p.train.lr, weight_decay=p.train.weight_decay, seed=p.seed)
+
+    start = time.perf_counter()
+    cache = compute_features(model, images, rows, np.arange(0), train_tf, eval_tf, p.train.feature_views,
+                             p.train.eval_batch_size, p.seed, torch.device("cpu"))
+    featurize = time.perf_counter() - start
+
+    def trainer(encoder) -> Trainer:
+        own = copy.deepcopy(model)
+        loss = create_loss(spec.type, num_classes=ids, embed_dim=model_cfg.embed_dim, **spec.options)
+        return Trainer(own, loss, encoder, labels, settings, desc="bench")
+
+    cached = trainer(FeatureEncoder(cache.train, torch.device("cpu")))
+    in_loop = trainer(ImageEncoder(images, rows, train_tf, torch.device("cpu")))
+    assert len(cached.sampler) == len(in_loop.sampler) == case.steps
+    times = interleaved({"in_loop": lambda: in_loop.train_epoch(0), "cached": lambda: cached.train_epoch(0)},
+                        repeats=repeats)
+    batch = case.ids_per_batch * case.images_per_id
+    return [case.backbone, case.input_size, batch, case.steps,
+            1e3 * times["in_loop"] / case.steps, 1e3 * times["cached"] / case.steps,
+            f"{times['in_loop'] / times['cached']:.0f}×", f"{featurize / times['in_loop']:.1f}"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help="default backbone only")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (1: stable on a shared machine)")
+    args = parser.parse_args()
+    setup(threads=args.threads)
+    p = params()
+    cases = [Case(p.model.backbone, p.data.image_size, p.train.ids_per_batch, p.train.images_per_id, steps=4)]
+    if not args.quick:
+        cases.append(Case("open_clip:ViT-B-32", 224, ids_per_batch=4, images_per_id=2, steps=2))
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for case in cases:
+            rows.append(run_case(case, p, Path(tmp), args.repeats))
+    print(f"frozen-backbone training, {p.loss} loss, {p.train.feature_views} cached views, "
+          f"torch threads {torch.get_num_threads()}, median of {args.repeats} interleaved epochs")
+    print(table(["backbone", "input", "batch", "steps", "in-loop ms/step", "cached ms/step", "speed-up",
+                 "cache cost (in-loop epochs)"], rows))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,112 @@
+"""``python -m lossbench <command>``: search the test gallery with image files, or apply a preset.
+
+Commands are registered in :data:`COMMANDS`; each adds its arguments and runs with the parsed namespace.
+A user error prints one ``error: …`` line with the fix and exits with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+from lossbench.errors import LossbenchError
+
+EXAMPLES = """examples (from the project root, after `dvc repro`):
+  python -m lossbench search face.jpg other.png -k 5 --grid results.png
+  python -m lossbench search face.jpg --loss triplet
+  python -m lossbench preset --list
+  python -m lossbench preset clip-vit-b32           # print the `dvc exp run -S ...` command
+  python -m lossbench preset clip-vit-b32 --apply   # or rewrite params.yaml, then `dvc repro`
+"""
+
+
+@dataclass(frozen=True)
+class Command:
+    help: str
+    configure: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], None]
+
+
+def _search_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("images", nargs="+", metavar="IMAGE", help="image file(s) to search with")
+    parser.add_argument("--loss", help="whose model and index to use (default: params.yaml 'loss', the headline)")
+    parser.add_argument("-k", type=int, default=10, help="results per image (default: 10)")
+    parser.add_argument("--grid", metavar="PNG", help="also draw the queries and their results into this figure")
+
+
+def _search(args: argparse.Namespace) -> None:
+    from lossbench.config import load_params
+    from lossbench.search import draw_grid, format_results, search_images
+
+    params = load_params()
+    loss = args.loss or params.loss
+    if loss not in params.losses:
+        raise LossbenchError(f"unknown loss {loss!r}: --loss must be one of the configured losses "
+                             f"({', '.join(params.losses)}; params.yaml 'losses')")
+    results = search_images(args.images, loss, args.k, params.data.original, flip_tta=params.evaluate.flip_tta,
+                            batch_size=params.evaluate.batch_size)
+    print(format_results(results, loss))
+    if args.grid:
+        from lossbench import paths
+        from lossbench.data.store import load_processed
+
+        print(f"grid: {draw_grid(results, load_processed(paths.PROCESSED)[0], args.grid)}")
+
+
+def _preset_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("name", nargs="?", help="preset name (see --list)")
+    parser.add_argument("--list", action="store_true", help="list the presets with a one-line description")
+    parser.add_argument("--apply", action="store_true",
+                        help="rewrite params.yaml with the preset instead of printing the `dvc exp run` command")
+    parser.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
+
+
+def _preset(args: argparse.Namespace) -> None:
+    from lossbench.presets import apply_preset, command, list_presets, resolve
+
+    if args.list:
+        presets = list_presets()
+        width = max(map(len, presets), default=0)
+        print("\n".join(f"{name:<{width}}  {preset.description}" for name, preset in presets.items()))
+        return
+    if not args.name:
+        raise LossbenchError("name a preset (`python -m lossbench preset --list` shows them)")
+    if args.apply:
+        resolved = apply_preset(args.name, args.params)
+        print(f"applied preset {args.name} to {args.params} ({len(resolved.overrides)} settings); "
+              f"run it with `dvc repro` or `dvc exp run`")
+    else:
+        print(command(resolve(args.name, args.params).overrides))
+
+
+COMMANDS: dict[str, Command] = {
+    "search": Command("top-k test gallery matches of image files, using a trained model and its FAISS index",
+                      _search_arguments, _search),
+    "preset": Command("print (or --apply) the params of a source project's setup", _preset_arguments, _preset),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lossbench", description=__doc__.splitlines()[0], epilog=EXAMPLES,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, cmd in COMMANDS.items():
+        cmd.configure(commands.add_parser(name, help=cmd.help, description=cmd.help))
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; return the exit status (0, or 2 after a one-line error)."""
+    args = build_parser().parse_args(argv)
+    try:
+        COMMANDS[args.command].run(args)
+    except LossbenchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

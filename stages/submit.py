@@ -1,0 +1,32 @@
+"""Stage ``submit``: submission.json — every query's top-10 gallery files, ranked by the headline loss's model.
+
+With the challenge layout it covers ``<root>/test/query`` against ``<root>/test/gallery``; otherwise the test
+split, scored with its labels. A challenge image preprocess could not read is named in a warning.
+"""
+
+import json
+import warnings
+
+from lossbench import paths
+from lossbench.config import load_params
+from lossbench.data.store import load_processed
+from lossbench.io import atomic_write_json
+from lossbench.stage import run_stage
+from lossbench.submission import lost_images, make_submission
+
+
+def main() -> str:
+    loss = load_params().loss
+    _, manifest = load_processed(paths.PROCESSED)
+    if paths.DATA_REPORT.is_file():
+        lost = lost_images(json.loads(paths.DATA_REPORT.read_text(encoding="utf-8")).get("skipped", {}))
+        if lost:
+            warnings.warn(f"{len(lost)} challenge test image(s) could not be read and are not in the submission: "
+                          f"{', '.join(lost[:5])} (see {paths.DATA_REPORT})", UserWarning, stacklevel=1)
+    submission = make_submission(manifest, paths.embeddings_dir(loss))
+    atomic_write_json(paths.SUBMISSION, submission.entries)
+    return f"{loss} -> {paths.SUBMISSION}: {submission.summary()}"
+
+
+if __name__ == "__main__":
+    run_stage("submit", main)
