@@ -17,15 +17,20 @@ from typing import Callable, Sequence
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+ORIGINAL_ENV = dict(os.environ)
+"""The environment before the settings below (for child processes that must see the user's environment)."""
 os.environ.setdefault("TQDM_DISABLE", "1")
+# Idle OpenMP workers sleep instead of spinning. With the default policy a busy 2-core machine turns
+# every parallel region of a 2-thread run into a ~8 ms wait (spinning workers eat the time slice the
+# others need); must be set before torch / faiss load their OpenMP runtimes.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 def setup(seed: int = 0, threads: int = 1) -> None:
     """Seed numpy/torch and fix the thread count of torch, BLAS and OpenMP (FAISS) alike for every case.
 
-    The benchmarks default to 1 thread: on a busy 2-core machine a second intra-op thread is often
-    descheduled, and every parallel region then waits milliseconds for it, which swamps small ops
-    (``--threads 2`` measures the two-thread setting).
+    The benchmarks default to 1 thread: on a shared 2-core machine a second intra-op thread is often
+    descheduled, so two-thread timings swing with the neighbours' load (``--threads 2`` measures it).
     """
     import faiss
     import numpy as np

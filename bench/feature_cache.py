@@ -8,8 +8,8 @@ Both sides run the real ``lossbench.training.trainer.Trainer.train_epoch`` on th
 - in the loop: ``ImageEncoder`` with the train transform, frozen backbone forward every step (what
   the source projects did).
 
-Cases: the default backbone of params.yaml at ``data.image_size``, and ``open_clip:ViT-B-32`` at 224
-with a small batch. Also shows the one-off cost of the cache in epochs of in-loop training.
+Cases: the default backbone of params.yaml at ``data.image_size``, ``timm:resnet18`` at the same size
+(a typical small CNN) and ``open_clip:ViT-B-32`` at 224 with a small batch. Also shows the one-off cost of the cache in epochs of in-loop training.
 
     python bench/feature_cache.py [--repeats 3] [--quick]
 """
@@ -90,14 +90,16 @@ def run_case(case: Case, p, storage: Path, repeats: int) -> list[object]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--quick", action="store_true", help="default backbone only")
+    parser.add_argument("--quick", action="store_true", help="the default backbone only")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1: stable on a shared machine)")
     args = parser.parse_args()
     setup(threads=args.threads)
     p = params()
     cases = [Case(p.model.backbone, p.data.image_size, p.train.ids_per_batch, p.train.images_per_id, steps=4)]
     if not args.quick:
-        cases.append(Case("open_clip:ViT-B-32", 224, ids_per_batch=4, images_per_id=2, steps=2))
+        cases += [Case(spec, size, p_, k, steps) for spec, size, p_, k, steps in (
+            ("timm:resnet18", p.data.image_size, p.train.ids_per_batch, p.train.images_per_id, 4),
+            ("open_clip:ViT-B-32", 224, 4, 2, 2)) if spec != p.model.backbone]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for case in cases:

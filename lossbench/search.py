@@ -26,7 +26,14 @@ from lossbench import paths
 from lossbench.data.preprocess import resize_center_crop
 from lossbench.data.scan import CHALLENGE, UnusableImage, detect_layout, open_rgb
 from lossbench.data.store import IMAGES_FILE, MANIFEST_FILE, load_processed
+from lossbench.data.transforms import build_eval_transform
+from lossbench.embedding import embedding_call, load_embeddings
 from lossbench.errors import LossbenchError
+from lossbench.models import EmbeddingModel
+from lossbench.retrieval.index import load_index, search
+from lossbench.training.checkpoint import CONFIG, load_model
+from lossbench.training.encoders import ImageEncoder, encode_all
+from lossbench.training.run import pick_device
 
 NEUTRAL_COLOR = (150, 150, 150)
 """Frame colour of every result in the grid when the query's identity is unknown."""
@@ -55,7 +62,7 @@ class QueryResult:
 
 def pipeline_outputs(loss: str) -> list[Path]:
     """What search reads for ``loss``: processed data, model, gallery rows and the FAISS index."""
-    return [paths.PROCESSED / IMAGES_FILE, paths.PROCESSED / MANIFEST_FILE, paths.model_dir(loss) / "config.json",
+    return [paths.PROCESSED / IMAGES_FILE, paths.PROCESSED / MANIFEST_FILE, paths.model_dir(loss) / CONFIG,
             paths.embeddings_dir(loss) / "gallery_rows.npy", paths.index_path(loss)]
 
 
@@ -94,29 +101,19 @@ def query_identity(path: str | os.PathLike, root: str | os.PathLike) -> str | No
     return parts[0] if len(parts) >= 2 else None
 
 
-def embed_images(model, config: dict, images: np.ndarray, batch_size: int, flip_tta: bool) -> np.ndarray:
+def embed_images(model: EmbeddingModel, config: dict, images: np.ndarray, batch_size: int,
+                 flip_tta: bool) -> np.ndarray:
     """Embeddings of uint8 images with the eval transform and model call the embed stage uses."""
-    import torch
-
-    from lossbench.data.transforms import build_eval_transform
-    from lossbench.embedding import embedding_call
-    from lossbench.training.encoders import ImageEncoder, encode_all
-
     backbone = model.backbone
     transform = build_eval_transform(backbone.input_size, backbone.mean, backbone.std)
     device = next(model.parameters()).device
-    encoder = ImageEncoder(images, np.arange(len(images)), transform, torch.device(device), call=embedding_call(config))
+    encoder = ImageEncoder(images, np.arange(len(images)), transform, device, call=embedding_call(config))
     return encode_all(model, encoder, batch_size, flip_tta=flip_tta)
 
 
 def search_images(images: Sequence[str | os.PathLike], loss: str, k: int, data_root: str | os.PathLike,
                   flip_tta: bool = False, batch_size: int = 64) -> list[QueryResult]:
     """Top-``k`` test gallery matches of every image file for ``loss`` (run from the project root)."""
-    from lossbench.embedding import load_embeddings
-    from lossbench.retrieval.index import load_index, search
-    from lossbench.training.checkpoint import load_model
-    from lossbench.training.run import pick_device
-
     if k < 1:
         raise LossbenchError(f"-k {k}: ask for at least 1 result")
     check_pipeline(loss)

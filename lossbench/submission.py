@@ -105,9 +105,10 @@ def score_ranking(ids: np.ndarray, query_labels: Sequence, gallery_labels: Seque
     return {**result, "score": challenge_score(result["top1"], result["top5"], result["top10"])}
 
 
-def lost_images(skipped: Mapping[str, Sequence[str]], prefixes: Sequence[str] = ("test/query/", "test/gallery/")) -> list[str]:
+def lost_images(skipped: Mapping[str, Sequence[str]],
+                prefixes: tuple[str, ...] = ("test/query/", "test/gallery/")) -> list[str]:
     """Files of the challenge test folders that preprocess could not use (hidden files aside)."""
-    return sorted(p for reason, paths in skipped.items() if reason != "hidden" for p in paths if p.startswith(tuple(prefixes)))
+    return sorted(p for reason, paths in skipped.items() if reason != "hidden" for p in paths if p.startswith(prefixes))
 
 
 @dataclass
@@ -121,14 +122,14 @@ class Submission:
     metrics: dict[str, float] | None = None
 
     def summary(self) -> str:
-        text = (f"{self.target}: {len(self.entries)} queries x top-{self.k} of {self.num_gallery} gallery images")
+        text = f"{self.target}: {len(self.entries)} queries x top-{self.k} of {self.num_gallery} gallery images"
         if self.metrics:
             m = self.metrics
             text += f"; score={m['score']:.1f} (top1={m['top1']:.3f} top5={m['top5']:.3f} top10={m['top10']:.3f})"
         return text
 
 
-def _set_paths(manifest: pd.DataFrame, embeddings_dir: Path, name: str) -> tuple[np.ndarray, pd.DataFrame]:
+def _load_set(manifest: pd.DataFrame, embeddings_dir: Path, name: str) -> tuple[np.ndarray, pd.DataFrame]:
     """Embeddings of set ``name`` and their manifest rows; every manifest row of the set must be embedded."""
     split, role = SETS[name]
     expected = manifest[(manifest["split"] == split) & (manifest["role"] == role)]
@@ -147,8 +148,8 @@ def make_submission(manifest: pd.DataFrame, embeddings_dir: str | Path, k: int =
     target_name = choose_target(manifest)
     target = TARGETS[target_name]
     embeddings_dir = Path(embeddings_dir)
-    query, query_meta = _set_paths(manifest, embeddings_dir, target.query_set)
-    gallery, gallery_meta = _set_paths(manifest, embeddings_dir, target.gallery_set)
+    query, query_meta = _load_set(manifest, embeddings_dir, target.query_set)
+    gallery, gallery_meta = _load_set(manifest, embeddings_dir, target.gallery_set)
     if len(gallery) < k:
         warnings.warn(f"the {target_name} gallery has only {len(gallery)} images, fewer than {k}: every query lists "
                       f"all {len(gallery)}", UserWarning, stacklevel=2)

@@ -7,3 +7,36 @@ os.environ.setdefault("TQDM_DISABLE", "1")
 import torch  # noqa: E402
 
 torch.set_num_threads(2)
+
+import shutil  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+PROJECT_FILES = ["lossbench", "stages", "presets", "dvc.yaml", "params.yaml", "pyproject.toml", ".dvcignore", ".gitignore"]
+
+
+@pytest.fixture(scope="session")
+def copy_project():
+    """Copy the project's code, pipeline and params into a folder (for DVC runs in temporary repositories)."""
+
+    def copy(dest: Path) -> Path:
+        for name in PROJECT_FILES:
+            source = ROOT / name
+            if source.is_dir():
+                shutil.copytree(source, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
+            else:
+                shutil.copy(source, dest / name)
+        return dest
+
+    return copy
+
+
+@pytest.fixture(scope="session")
+def subprocess_env() -> dict[str, str]:
+    """Environment for `python -m dvc …` subprocesses: this interpreter's bin first, quiet progress bars."""
+    return {**os.environ, "TQDM_DISABLE": "1", "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+            "GIT_AUTHOR_NAME": "lossbench", "GIT_AUTHOR_EMAIL": "test@lossbench", "GIT_COMMITTER_NAME": "lossbench",
+            "GIT_COMMITTER_EMAIL": "test@lossbench"}

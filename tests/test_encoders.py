@@ -40,6 +40,20 @@ def test_batched_eval_transform_equals_per_image(stored, size):
     torch.testing.assert_close(got, expected, rtol=0, atol=1e-6)
 
 
+def test_batched_path_handles_crops_and_refuses_unknown_orders():
+    from torchvision.transforms import v2
+
+    from lossbench.data.transforms import ArrayToImage
+
+    batch = images(5, 20)
+    crop = v2.Compose([ArrayToImage(), v2.Resize(18, antialias=True), v2.CenterCrop(16),
+                       v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(MEAN), list(STD))])
+    torch.testing.assert_close(batched_transform(crop)(batch), torch.stack([crop(image) for image in batch]),
+                               rtol=0, atol=1e-6)
+    resize_after_scaling = v2.Compose([ArrayToImage(), v2.ToDtype(torch.float32, scale=True), v2.Resize(16)])
+    assert batched_transform(resize_after_scaling) is None  # a float resize may round differently: per image
+
+
 def test_random_transform_stays_per_image_and_seeded():
     train = build_train_transform(16, MEAN, STD, crop_scale=(0.5, 1.0), hflip=True, color_jitter=0.3)
     assert batched_transform(train) is None

@@ -235,3 +235,55 @@ def test_verification_bad_inputs():
         evaluate_verification(query, q_labels, gallery, g_labels, far=(0.0,))
     with pytest.raises(LossbenchError, match="genuine and impostor"):
         evaluate_verification(query, q_labels + 10, gallery, g_labels)
+
+
+def _reference_ranking_metrics(query, q_labels, gallery, g_labels):
+    """Per-query loops over a full stable argsort (ties by gallery index): first hit, AP, MAP@R, R-precision."""
+    sims = query @ gallery.T
+    first, ap, ap_r, r_prec = [], [], [], []
+    for label, row in zip(q_labels, sims):
+        match = g_labels[np.argsort(-row, kind="stable")] == label
+        r = int(match.sum())
+        hits = np.flatnonzero(match)  # 0-based ranks of the relevant items, ascending
+        precisions = np.arange(1, r + 1) / (hits + 1)
+        first.append(hits[0])
+        ap.append(precisions.sum() / r)
+        ap_r.append(precisions[hits < r].sum() / r)
+        r_prec.append((hits < r).sum() / r)
+    return np.array(first), np.mean(ap), np.mean(ap_r), np.mean(r_prec)
+
+
+@pytest.mark.parametrize("chunk_bytes", [None, 64])
+def test_heavy_ties_are_ranked_by_gallery_index(monkeypatch, chunk_bytes):
+    # unit vectors with entries in {0, ±1, ±0.5}: every cosine is exactly -1, -0.5, 0, 0.5 or 1, so most
+    # relevant items tie with other items; the metrics must equal those of the stable (index-ordered) ranking
+    from lossbench.metrics import retrieval
+
+    if chunk_bytes:  # tiny working memory: one query per chunk and one tie pair per block
+        monkeypatch.setattr(retrieval, "_CHUNK_BYTES", chunk_bytes)
+    rng = np.random.default_rng(3)
+    pool = np.vstack([np.eye(4), -np.eye(4), 0.5 * np.array(np.meshgrid(*[[-1, 1]] * 4)).reshape(4, -1).T])
+    query, gallery = pool[rng.integers(0, len(pool), 40)], pool[rng.integers(0, len(pool), 90)]
+    q_labels, g_labels = rng.integers(0, 4, 40), rng.integers(0, 4, 90)
+    res = evaluate_retrieval(query, q_labels, gallery, g_labels)
+    first, ap, ap_r, r_prec = _reference_ranking_metrics(query, q_labels, gallery, g_labels)
+    assert res["mAP"] == pytest.approx(ap, abs=1e-12)
+    assert res["map_at_r"] == pytest.approx(ap_r, abs=1e-12)
+    assert res["r_precision"] == pytest.approx(r_prec, abs=1e-12)
+    assert res["cmc"] == pytest.approx([np.mean(first < k) for k in range(1, 11)], abs=1e-12)
+
+
+def test_skewed_class_sizes_match_the_full_ranking():
+    # one label owns half of the gallery, others a single item: per-query relevant counts differ a lot
+    rng = np.random.default_rng(4)
+    g_labels = np.concatenate([np.zeros(150, dtype=int), np.arange(1, 151)])
+    q_labels = np.concatenate([np.zeros(10, dtype=int), rng.integers(1, 151, 30)])
+    centres = _normalise(rng.normal(size=(151, 8)))
+    gallery = _normalise(centres[g_labels] + 0.8 * rng.normal(size=(300, 8)))
+    query = _normalise(centres[q_labels] + 0.8 * rng.normal(size=(40, 8)))
+    res = evaluate_retrieval(query, q_labels, gallery, g_labels, chunk=7)
+    first, ap, ap_r, r_prec = _reference_ranking_metrics(query, q_labels, gallery, g_labels)
+    assert res["mAP"] == pytest.approx(ap, abs=1e-9)
+    assert res["map_at_r"] == pytest.approx(ap_r, abs=1e-9)
+    assert res["r_precision"] == pytest.approx(r_prec, abs=1e-9)
+    assert res["cmc"] == pytest.approx([np.mean(first < k) for k in range(1, 11)], abs=1e-12)

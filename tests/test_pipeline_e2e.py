@@ -6,8 +6,6 @@ Tiny params (16 synthetic identities at 32 px, timm's test_resnet, 2 epochs) kee
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,16 +13,15 @@ from pathlib import Path
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
-PROJECT_FILES = ["lossbench", "stages", "dvc.yaml", "params.yaml", "pyproject.toml", ".dvcignore", ".gitignore"]
 
 pytestmark = pytest.mark.e2e
 
 
+ENV: dict[str, str] = {}
+
+
 def run(args: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
-    env = {**os.environ, "TQDM_DISABLE": "1", "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-           "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
-    result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
+    result = subprocess.run(args, cwd=cwd, env=ENV, capture_output=True, text=True)
     if check and result.returncode != 0:
         raise AssertionError(f"{' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
     return result
@@ -50,14 +47,9 @@ def ran_stages(output: str) -> set[str]:
 
 
 @pytest.fixture(scope="module")
-def repo(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("lossbench_e2e")
-    for name in PROJECT_FILES:
-        source = ROOT / name
-        if source.is_dir():
-            shutil.copytree(source, root / name, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy(source, root / name)
+def repo(tmp_path_factory, copy_project, subprocess_env) -> Path:
+    ENV.update(subprocess_env)
+    root = copy_project(tmp_path_factory.mktemp("lossbench_e2e"))
     tiny_params(root / "params.yaml")
     run(["git", "init", "-q"], root)
     dvc("init", "-q", cwd=root)
@@ -76,7 +68,7 @@ def reproduced(repo: Path) -> str:
 
 
 def test_repro_runs_every_stage_and_writes_every_artifact(repo, reproduced):
-    expected = {"synthesize", "preprocess", "featurize", "compare"} | {
+    expected = {"synthesize", "preprocess", "featurize", "compare", "submit"} | {
         f"{stage}@{loss}" for stage in ("train", "embed", "index", "evaluate") for loss in ("baseline", "arcface", "triplet")}
     assert ran_stages(reproduced) == expected
     for loss in ("baseline", "arcface", "triplet"):
@@ -95,7 +87,7 @@ def test_switching_the_headline_runs_no_training_and_shows_in_metrics_diff(repo,
     before = json.loads((repo / "metrics/metrics.json").read_text())
     result = dvc("exp", "run", "-S", "loss=triplet", cwd=repo)
     ran = ran_stages(result.stdout)
-    assert ran == {"compare"}, ran
+    assert ran == {"compare", "submit"}, ran  # the two stages that read the headline `loss`
     after = json.loads((repo / "metrics/metrics.json").read_text())
     triplet = json.loads((repo / "metrics/losses/triplet.json").read_text())
     assert after["loss"] == "triplet" and after["top1"] == triplet["top1"]
@@ -111,7 +103,7 @@ def test_a_per_loss_change_reruns_only_that_loss(repo, reproduced):
     ran = ran_stages(result.stdout)
     assert {"train@triplet", "embed@triplet", "index@triplet", "evaluate@triplet", "compare"} <= ran
     assert not any(stage.endswith(("@arcface", "@baseline")) for stage in ran), ran
-    assert not ran & {"synthesize", "preprocess", "featurize"}
+    assert not ran & {"synthesize", "preprocess"}  # featurize re-checks its cache key (it reads `losses`) and reuses it
 
 
 def test_unknown_headline_loss_fails_with_the_configured_list(repo, reproduced):

@@ -18,7 +18,7 @@ import yaml
 from lossbench.__main__ import main
 from lossbench.errors import LossbenchError
 from lossbench.models import create_backbone
-from lossbench.presets import apply_preset, command, list_presets, resolve
+from lossbench.presets import apply_preset, list_presets, resolve
 from lossbench.training.builder import build_model
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -47,7 +47,8 @@ def test_the_four_presets_exist():
 
 def test_clip_preset_has_the_source_table(params_file):
     params = resolve("clip-vit-b32", params_file).params
-    assert (params.model.backbone, params.model.pretrained, params.model.input_size) == ("open_clip:ViT-B-32", "openai", 224)
+    model = params.model
+    assert (model.backbone, model.pretrained, model.input_size) == ("open_clip:ViT-B-32", "openai", 224)
     assert set(params.losses) == {"baseline", *CLIP_TABLE} and params.loss in params.losses
     for name, expected in CLIP_TABLE.items():
         spec = params.resolve_loss(name)

@@ -6,7 +6,6 @@ The run also exercises the `submit` stage on the image-folder layout (submission
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -23,14 +22,13 @@ from lossbench.report.figures import RIGHT_COLOR, WRONG_COLOR
 from lossbench.search import NEUTRAL_COLOR
 
 ROOT = Path(__file__).resolve().parents[1]
-PROJECT_FILES = ["lossbench", "stages", "dvc.yaml", "params.yaml", ".dvcignore"]
-ENV = {**os.environ, "TQDM_DISABLE": "1", "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+
 
 
 def tiny_params(path: Path) -> None:
     params = yaml.safe_load(path.read_text())
     params["synthetic"].update(identities=12, images_per_id=6, image_size=32)
-    params["data"].update(image_size=32, val_ids=0.25, test_ids=0.34)  # 4 test ids: 12 gallery images
+    params["data"].update(image_size=32, val_ids=0.25, test_ids=0.34, queries_per_id=2)  # 4 test ids: 12 gallery images
     params["model"].update(backbone="timm:test_resnet", embed_dim=16, hidden=32)
     params["train"].update(epochs=1, ids_per_batch=4, images_per_id=2, feature_views=1, patience=1)
     params["evaluate"].update(examples=0, tsne=False)
@@ -40,18 +38,12 @@ def tiny_params(path: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory) -> tuple[Path, str]:
+def project(tmp_path_factory, copy_project, subprocess_env) -> tuple[Path, str]:
     """A reproduced tiny project and the stdout of its `dvc repro`."""
-    root = tmp_path_factory.mktemp("search_project")
-    for name in PROJECT_FILES:
-        source = ROOT / name
-        if source.is_dir():
-            shutil.copytree(source, root / name, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy(source, root / name)
+    root = copy_project(tmp_path_factory.mktemp("search_project"))
     tiny_params(root / "params.yaml")
     for args in (["init", "--no-scm", "-q"], ["config", "core.analytics", "false"], ["repro"]):
-        result = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=root, env=ENV, capture_output=True, text=True)
+        result = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=root, env=subprocess_env, capture_output=True, text=True)
         assert result.returncode == 0, f"dvc {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
     return root, result.stdout
 
@@ -157,7 +149,7 @@ def test_grid_judges_known_identities_and_not_unknown_ones(in_project, tmp_path,
     (["missing.png"], "query image missing.png not found"),
     (["params.yaml"], "query image params.yaml is not a readable image (not_an_image)"),
     (["data/synthetic", "-k", "3"], "query image data/synthetic is a folder"),
-    (["IMAGE", "--loss", "nope"], "unknown loss 'nope': --loss must be one of the configured losses (baseline, arcface"),
+    (["IMAGE", "--loss", "nope"], "unknown loss 'nope': --loss must be one of the configured losses (baseline, arc"),
     (["IMAGE", "-k", "0"], "-k 0: ask for at least 1 result"),
 ])
 def test_bad_input_is_one_error_line(in_project, capsys, args, message):

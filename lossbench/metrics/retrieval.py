@@ -134,6 +134,70 @@ def _check_topk(topk: Sequence[int]) -> tuple[int, ...]:
     return tuple(sorted(set(int(k) for k in ks) | set(CHALLENGE_WEIGHTS)))
 
 
+def _count_not_above(ascending: np.ndarray, rows: np.ndarray, values: np.ndarray, inclusive: bool) -> np.ndarray:
+    """For each ``values[i]``: how many entries of ``ascending[rows[i]]`` are < it (≤ it if ``inclusive``).
+
+    A binary search run for all values at once (every row of ``ascending`` sorted ascending).
+    """
+    n = ascending.shape[1]
+    flat, base = ascending.ravel(), rows.astype(np.int64) * n
+    lo = np.zeros(len(values), dtype=np.int64)
+    hi = np.full(len(values), n, dtype=np.int64)
+    for _ in range(n.bit_length()):
+        mid = (lo + hi) // 2
+        probe = flat[base + np.minimum(mid, n - 1)]
+        right = (probe <= values) if inclusive else (probe < values)
+        open_ = lo < hi
+        lo = np.where(open_ & right, mid + 1, lo)
+        hi = np.where(open_ & ~right, mid, hi)
+    return lo
+
+
+def _earlier_ties(sim: np.ndarray, rows: np.ndarray, items: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """For each pair: how many gallery items before ``items[i]`` score exactly ``values[i]`` in row ``rows[i]``."""
+    n = sim.shape[1]
+    block = max(1, _CHUNK_BYTES // (8 * n))
+    counts = np.empty(len(rows), dtype=np.int64)
+    for start in range(0, len(rows), block):
+        part = slice(start, start + block)
+        earlier = np.arange(n)[None, :] < items[part, None]
+        counts[part] = ((sim[rows[part]] == values[part, None]) & earlier).sum(axis=1)
+    return counts
+
+
+def _relevant_ranks(sim: np.ndarray, rows: np.ndarray, items: np.ndarray) -> np.ndarray:
+    """0-based rank of gallery item ``items[i]`` for query row ``rows[i]`` of ``sim``.
+
+    The rank in the full ranking (similarity descending, ties by gallery index) without sorting
+    indices: the number of items scoring higher, plus the equal-scoring items with a smaller index.
+    """
+    values = sim[rows, items]
+    ascending = np.sort(sim, axis=1)
+    not_above = _count_not_above(ascending, rows, values, inclusive=True)
+    ranks = sim.shape[1] - not_above
+    tied = not_above - _count_not_above(ascending, rows, values, inclusive=False) > 1
+    if tied.any():
+        ranks[tied] += _earlier_ties(sim, rows[tied], items[tied], values[tied])
+    return ranks
+
+
+class _Relevant:
+    """The same-label gallery items of every query, as flat ``(query, gallery item)`` pair arrays."""
+
+    def __init__(self, q_codes: np.ndarray, g_codes: np.ndarray, n_relevant: np.ndarray):
+        self.q_codes, self.n_relevant = q_codes, n_relevant
+        self.by_label = np.argsort(g_codes, kind="stable")  # gallery items grouped by label, index order
+        counts = np.bincount(g_codes, minlength=int(q_codes.max()) + 1)
+        self.label_start = np.cumsum(counts) - counts
+
+    def pairs(self, rows: slice) -> tuple[np.ndarray, np.ndarray]:
+        """``(query position within rows, gallery item)`` of every relevant pair of the queries in ``rows``."""
+        r = self.n_relevant[rows]
+        query = np.repeat(np.arange(len(r)), r)
+        within = np.arange(len(query)) - np.repeat(np.cumsum(r) - r, r)
+        return query, self.by_label[np.repeat(self.label_start[self.q_codes[rows]], r) + within]
+
+
 def evaluate_retrieval(query_emb: np.ndarray, query_labels: Sequence, gallery_emb: np.ndarray,
                        gallery_labels: Sequence, topk: Sequence[int] = (1, 5, 10),
                        chunk: int | None = None) -> dict:
@@ -142,7 +206,9 @@ def evaluate_retrieval(query_emb: np.ndarray, query_labels: Sequence, gallery_em
     Keys: ``top{k}`` for every k in ``topk`` and always for 1, 5 and 10 (the challenge score needs
     them), ``score``, ``mAP``, ``map_at_r``, ``r_precision``, ``cmc`` (top-1 … top-K accuracies,
     K = the largest of those ks), ``num_queries`` (scored) and ``num_queries_excluded`` (label absent
-    from the gallery). Vectorised over chunks of queries; no per-query Python loop.
+    from the gallery). Vectorised over chunks of queries; no per-query Python loop. Only the ranks of
+    the relevant items are computed (by counting higher scores in each sorted row), never a full
+    argsort of the gallery.
     """
     ks = _check_topk(topk)
     query = as_embeddings(query_emb, "query embeddings")
@@ -167,17 +233,21 @@ def evaluate_retrieval(query_emb: np.ndarray, query_labels: Sequence, gallery_em
     ap = np.empty(query.shape[0], dtype=np.float64)
     ap_at_r = np.empty(query.shape[0], dtype=np.float64)
     hits_at_r = np.empty(query.shape[0], dtype=np.int64)
-    positions = np.arange(1, gallery.shape[0] + 1, dtype=np.float64)
+    relevant = _Relevant(q_codes, g_codes, n_relevant)
     for rows, sim in cosine_similarity_chunks(query, gallery, chunk, bytes_per_cell=64):
-        match = g_codes[_top_k_order(sim, gallery.shape[0])] == q_codes[rows, None]
-        hits = np.cumsum(match, axis=1, dtype=np.int32)
-        precision_at_hits = np.where(match, hits / positions, 0.0)
+        pair_query, items = relevant.pairs(rows)
         r = n_relevant[rows]
-        within_r = positions[None, :] <= r[:, None]
-        first_hit[rows] = match.argmax(axis=1)
-        ap[rows] = precision_at_hits.sum(axis=1) / r
-        ap_at_r[rows] = (precision_at_hits * within_r).sum(axis=1) / r
-        hits_at_r[rows] = hits[np.arange(len(r)), r - 1]
+        # each query's relevant ranks in ascending order: hit number k (1-based) sits at rank[k - 1]
+        rank = np.sort(pair_query * gallery.shape[0] + _relevant_ranks(sim, pair_query, items))
+        rank -= pair_query * gallery.shape[0]
+        starts = np.cumsum(r) - r
+        hit_number = np.arange(1, len(rank) + 1) - np.repeat(starts, r)
+        precision_at_hits = hit_number / (rank + 1.0)
+        within_r = rank < np.repeat(r, r)
+        first_hit[rows] = rank[starts]
+        ap[rows] = np.bincount(pair_query, weights=precision_at_hits, minlength=len(r)) / r
+        ap_at_r[rows] = np.bincount(pair_query, weights=precision_at_hits * within_r, minlength=len(r)) / r
+        hits_at_r[rows] = np.bincount(pair_query, weights=within_r, minlength=len(r))
 
     cmc = [float(np.mean(first_hit < k)) for k in range(1, max_k + 1)]
     result: dict = {f"top{k}": cmc[k - 1] for k in ks}

@@ -28,8 +28,9 @@ from lossbench.data.transforms import ArrayToImage
 Transform = Callable[[np.ndarray], torch.Tensor]
 BatchTransform = Callable[[np.ndarray], torch.Tensor]
 
-DETERMINISTIC_STEPS: tuple[type, ...] = (v2.Resize, v2.CenterCrop, v2.ToDtype, v2.Normalize, v2.ToPureTensor)
-"""Transform steps that treat every image alike, so they may run on a whole batch in one call."""
+GEOMETRIC_STEPS: tuple[type, ...] = (v2.Resize, v2.CenterCrop)
+POINTWISE_STEPS: tuple[type, ...] = (v2.ToDtype, v2.Normalize, v2.ToPureTensor)
+"""Deterministic transform steps: they treat every image alike, so they may run on a whole batch at once."""
 
 
 class Encoder(Protocol):
@@ -45,20 +46,28 @@ class Encoder(Protocol):
 def batched_transform(transform: Transform) -> BatchTransform | None:
     """``transform`` applied to a whole ``N×H×W×3`` uint8 batch in one call; None unless it is deterministic.
 
-    Recognises ``v2.Compose([ArrayToImage(), *steps])`` with every step in :data:`DETERMINISTIC_STEPS`
-    (what ``build_eval_transform`` builds). The batch gets the per-image path's memory layout (a
-    channels-last view of the HWC rows, so resizing uses the same kernel) and the same steps, so the
-    result equals stacking the per-image outputs.
+    Recognises ``v2.Compose([ArrayToImage(), *geometric, *pointwise])`` with steps from
+    :data:`GEOMETRIC_STEPS` then :data:`POINTWISE_STEPS` (what ``build_eval_transform`` builds). The
+    geometric steps see the per-image path's memory layout (a channels-last view of the HWC rows, so
+    resizing uses the same kernel); the batch is then made contiguous while still uint8, and the
+    pointwise steps (layout-independent) run on it. The result equals stacking the per-image outputs.
     """
-    steps = getattr(transform, "transforms", None)
-    if (not isinstance(transform, v2.Compose) or not steps or not isinstance(steps[0], ArrayToImage)
-            or not all(isinstance(step, DETERMINISTIC_STEPS) for step in steps[1:])):
+    steps = list(getattr(transform, "transforms", None) or [])
+    if not isinstance(transform, v2.Compose) or not steps or not isinstance(steps.pop(0), ArrayToImage):
         return None
-    tail = v2.Compose(list(steps[1:]))
+    split = next((i for i, step in enumerate(steps) if not isinstance(step, GEOMETRIC_STEPS)), len(steps))
+    if not all(isinstance(step, POINTWISE_STEPS) for step in steps[split:]):
+        return None
+    geometric, pointwise = steps[:split], steps[split:]
 
     def apply(images: np.ndarray) -> torch.Tensor:
-        batch = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2)
-        return torch.as_tensor(tail(tv_tensors.Image(batch))).contiguous()
+        batch = tv_tensors.Image(torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2))
+        for step in geometric:
+            batch = step(batch)
+        batch = batch.contiguous()
+        for step in pointwise:
+            batch = step(batch)
+        return torch.as_tensor(batch).contiguous()
 
     return apply
 

@@ -97,7 +97,9 @@ def featurize(params: Params) -> str:
     users = [s.name for s in params.loss_specs() if s.trains and s.model.freeze and _cache_key(params, s) == key]
     if not users:
         clear_cache(paths.FEATURES)
-        return "no frozen-backbone loss uses the global model settings; nothing to cache"
+        note = "no frozen-backbone loss uses the global model settings; nothing to cache"
+        atomic_write_json(paths.FEATURES / "meta.json", {"cached": False, "reason": note})
+        return note
     splits = Splits.load()
     existing = load_cache(paths.FEATURES, key)
     if existing is not None:
@@ -151,7 +153,7 @@ def train_loss(params: Params, name: str) -> str:
     model = to_device(build_model(spec.model, params.data.image_size, params.seed), device)
     settings = TrainSettings.from_config(spec.train, params.seed)
     config = {**spec.as_dict(), "image_size": params.data.image_size, "seed": params.seed,
-              "num_classes": int(splits.train["label"].nunique())}
+              "num_classes": int(splits.train["label"].nunique()), "data": data_fingerprint()}
     out_dir = paths.model_dir(name)
     logger = DvcLiveLogger(paths.train_log_dir(name))
 
