@@ -57,7 +57,8 @@ def run(args: list[str], cwd: Path) -> tuple[str, float]:
 
 
 def dvc(*args: str, cwd: Path) -> tuple[str, float]:
-    return run([sys.executable, "-m", "dvc", *args], cwd)
+    """``dvc <args>`` in a fresh interpreter through DVC's entry point (what the ``dvc`` script runs)."""
+    return run([sys.executable, "-c", "import sys; from dvc.cli import main; sys.exit(main(sys.argv[1:]))", *args], cwd)
 
 
 def make_repo(root: Path, tiny: bool) -> None:
@@ -140,7 +141,7 @@ def main() -> None:
     parser.add_argument("--factors", type=int, nargs="+", default=[1, 10, 100], help="gallery size factors")
     args = parser.parse_args()
 
-    tmp = Path(tempfile.mkdtemp(prefix="lossbench_bench_"))
+    tmp = Path(tempfile.mkdtemp(prefix="lbbench-"))
     repo = tmp / "repo"
     repo.mkdir()
     try:
