@@ -171,11 +171,11 @@ def test_pipeline_not_run_names_the_command(tmp_path, monkeypatch, capsys):
     assert "run `dvc repro index@arcface`" in err
 
 
-def test_command_line_entry_point(in_project):
-    result = subprocess.run([sys.executable, "-m", "lossbench", "search", "nope.jpg"], cwd=in_project, env=ENV,
+def test_command_line_entry_point(in_project, subprocess_env):
+    result = subprocess.run([sys.executable, "-m", "lossbench", "search", "nope.jpg"], cwd=in_project, env=subprocess_env,
                             capture_output=True, text=True)
     assert result.returncode == 2 and result.stdout == ""
     assert result.stderr.startswith("error: query image nope.jpg not found") and "Traceback" not in result.stderr
-    helped = subprocess.run([sys.executable, "-m", "lossbench", "--help"], cwd=in_project, env=ENV,
+    helped = subprocess.run([sys.executable, "-m", "lossbench", "--help"], cwd=in_project, env=subprocess_env,
                             capture_output=True, text=True)
     assert helped.returncode == 0 and "search" in helped.stdout and "preset" in helped.stdout
