@@ -284,6 +284,7 @@ def _deep_update(target: dict, updates: Mapping) -> None:
 
 def _validate_loss_options(loss_type: str, options: Mapping, key: str) -> dict[str, Any]:
     from lossbench.losses import LOSSES, loss_options
+    from lossbench.losses.registry import build_options
 
     if loss_type not in LOSSES:
         close = difflib.get_close_matches(str(loss_type), list(LOSSES), n=1)
@@ -303,6 +304,10 @@ def _validate_loss_options(loss_type: str, options: Mapping, key: str) -> dict[s
         default = defaults[name]
         expected = type(default) if default is not None else type(value)
         resolved[name] = _coerce(value, expected, f"{key}.{name}")
+    try:  # choices and bounds, as the loss itself checks them
+        build_options(loss_type, resolved)
+    except LossbenchError as exc:
+        raise LossbenchError(f"params: '{key}': {exc}") from None
     return resolved
 
 
@@ -316,6 +321,17 @@ def _validate_backbone(spec: str, key: str) -> None:
         )
     if family not in BACKBONE_FAMILIES:
         raise LossbenchError(f"params: '{key}' has unknown backbone family {family!r}; use one of {', '.join(BACKBONE_FAMILIES)}.")
+
+
+def _check_loss_setup(spec: LossSpec) -> None:
+    """Loss options that cannot work with the loss's backbone (e.g. image–text pairs without a text tower)."""
+    from lossbench.losses import LOSSES
+    from lossbench.losses.registry import build_options
+
+    try:
+        LOSSES[spec.type].check_setup(build_options(spec.type, spec.options), spec.model.backbone)
+    except LossbenchError as exc:
+        raise LossbenchError(f"params: 'losses.{spec.name}': {exc}") from None
 
 
 def parse_params(raw: Mapping) -> Params:
@@ -335,6 +351,7 @@ def parse_params(raw: Mapping) -> Params:
         )
     for spec in params.loss_specs():
         _validate_backbone(spec.model.backbone, f"losses.{spec.name}.model.backbone")
+        _check_loss_setup(spec)
         lo, hi = spec.train.augment.crop_scale if len(spec.train.augment.crop_scale) == 2 else (None, None)
         if lo is None or not 0.0 < lo <= hi <= 1.0:
             raise LossbenchError(

@@ -40,3 +40,24 @@ def subprocess_env() -> dict[str, str]:
     return {**os.environ, "TQDM_DISABLE": "1", "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
             "GIT_AUTHOR_NAME": "lossbench", "GIT_AUTHOR_EMAIL": "test@lossbench", "GIT_COMMITTER_NAME": "lossbench",
             "GIT_COMMITTER_EMAIL": "test@lossbench"}
+
+
+TINY_TEXT_CLIP = {  # a real open_clip architecture, small enough for a unit test; the default BPE tokenizer
+    "embed_dim": 12,
+    "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "head_width": 16, "patch_size": 16},
+    "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 16, "heads": 2, "layers": 1},
+}
+
+
+@pytest.fixture
+def tiny_clip_weights(tmp_path, monkeypatch):
+    """A registered tiny open_clip model (as ``open_clip:lossbench-tiny-text``) and a weights file for it."""
+    import open_clip
+    import open_clip.factory
+
+    monkeypatch.setitem(open_clip.factory._MODEL_CONFIGS, "lossbench-tiny-text", TINY_TEXT_CLIP)
+    torch.manual_seed(11)
+    model = open_clip.create_model("lossbench-tiny-text", pretrained_text=False)
+    path = tmp_path / "tiny_clip.pt"
+    torch.save(model.state_dict(), path)
+    return str(path)

@@ -386,7 +386,8 @@ def test_loss_options_defaults():
     assert loss_options("cosface")["margin"] == 0.35
     assert loss_options("triplet") == {"margin": 0.2, "mining": "semihard"}
     assert loss_options("contrastive") == {"pos_margin": 0.0, "neg_margin": 0.5}
-    assert loss_options("clip") == {"temperature": 0.07, "learnable_temperature": True, "max_logit_scale": 100.0}
+    assert loss_options("clip") == {"temperature": 0.07, "learnable_temperature": True, "max_logit_scale": 100.0,
+                                    "pairs": "image", "prompt": "a photo of {}"}
     assert loss_options("supcon") == {"temperature": 0.1}
     assert loss_options("center_ce") == {
         "center_weight": 0.01, "center_lr": 0.01, "scale": 16.0, "label_smoothing": 0.0, "weights_lr_mult": 10.0,
@@ -468,3 +469,84 @@ def test_every_loss_gives_a_finite_scalar_with_gradient(name):
     assert value.ndim == 0 and torch.isfinite(value)
     (grad,) = torch.autograd.grad(value, x)
     assert torch.isfinite(grad).all() and grad.abs().max() > 0
+
+
+# ---------------------------------------------------------------- clip with image–text pairs
+
+NAMES = ("Ada_Lovelace", "Alan_Turing", "Grace_Hopper", "Edsger_Dijkstra", "Barbara_Liskov")
+
+
+def text_clip_loss(weights: str, **options) -> MetricLoss:
+    from lossbench.losses import LossContext
+
+    context = LossContext(class_names=NAMES, backbone="open_clip:lossbench-tiny-text", pretrained=weights)
+    torch.manual_seed(0)
+    return create_loss("clip", NUM_CLASSES, DIM, context=context, pairs="text", **options).double()
+
+
+def test_clip_text_prompts_are_the_centred_open_clip_text_features(tiny_clip_weights):
+    import open_clip
+
+    loss = text_clip_loss(tiny_clip_weights, prompt="a photo of {}, a famous person")
+    reference = open_clip.create_model("lossbench-tiny-text", pretrained=tiny_clip_weights).eval()
+    tokens = open_clip.get_tokenizer("lossbench-tiny-text")(
+        [f"a photo of {n.replace('_', ' ')}, a famous person" for n in NAMES])
+    with torch.no_grad():
+        features = F.normalize(reference.encode_text(tokens), dim=-1)
+        expected = F.normalize(features - features.mean(0), dim=-1)  # centred over the identities
+    torch.testing.assert_close(loss.text_features.float(), expected, rtol=1e-5, atol=1e-6)
+    assert len(set(map(tuple, loss.text_features.tolist()))) == len(NAMES)  # distinct prompts, distinct features
+
+
+def test_clip_text_pairs_match_reference(tiny_clip_weights):
+    loss = text_clip_loss(tiny_clip_weights, temperature=0.2)
+    x = raw_features(seed=5)
+    projection = clone_leaf(loss.text_projection.weight)
+
+    def reference(x_, w, s):
+        images = F.normalize(x_, dim=1)
+        texts = F.normalize(loss.text_features[LABELS] @ w.T, dim=1)  # prompt of each image's identity
+        sim = s.exp() * images @ texts.T
+        n, total = len(LABELS), 0.0
+        for m in (sim, sim.T):  # image → prompt and prompt → image
+            for i in range(n):
+                row = torch.stack([m[i, j] for j in range(n) if j == i or LABELS[j] != LABELS[i]])
+                total = total + (torch.logsumexp(row, dim=0) - m[i, i]) / n
+        return total / 2
+
+    assert_same_value_and_grads(
+        lambda x_, w, s: loss(F.normalize(x_, dim=1), LABELS),
+        reference,
+        (x, loss.text_projection.weight, loss.logit_scale),
+        (clone_leaf(x), projection, clone_leaf(loss.logit_scale)),
+    )
+
+
+def test_clip_text_trains_the_projection_and_keeps_the_text_tower_frozen(tiny_clip_weights):
+    loss = text_clip_loss(tiny_clip_weights)
+    groups = {g["name"]: g for g in loss.param_groups(0.05)}
+    assert set(groups) == {"logit_scale", "text_projection"}
+    assert {id(p) for g in groups.values() for p in g["params"]} == {id(p) for p in loss.parameters()}
+    text_before, weight_before = loss.text_features.clone(), loss.text_projection.weight.detach().clone()
+    optimizer = torch.optim.SGD(list(groups.values()))
+    e = F.normalize(raw_features(), dim=1).detach()
+    first = loss(e, LABELS).item()
+    for _ in range(20):
+        optimizer.zero_grad()
+        value = loss(e, LABELS)
+        value.backward()
+        optimizer.step()
+    assert value.item() < first
+    assert torch.equal(loss.text_features, text_before)
+    assert not torch.equal(loss.text_projection.weight, weight_before)
+
+
+def test_clip_text_needs_names_and_an_open_clip_backbone(tiny_clip_weights):
+    from lossbench.losses import LossContext
+
+    few = LossContext(class_names=NAMES[:2], backbone="open_clip:lossbench-tiny-text", pretrained=tiny_clip_weights)
+    with pytest.raises(LossbenchError, match="one identity name per class"):
+        create_loss("clip", NUM_CLASSES, DIM, context=few, pairs="text")
+    timm_context = LossContext(class_names=NAMES, backbone="timm:test_resnet")
+    with pytest.raises(LossbenchError, match="open_clip"):
+        create_loss("clip", NUM_CLASSES, DIM, context=timm_context, pairs="text")

@@ -17,12 +17,7 @@ from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from lossbench.errors import LossbenchError
 from lossbench.models import FAMILIES, EmbeddingModel, ProjectionHead, create_backbone, register_family
 from lossbench.models.backbones import Backbone
-
-TINY_CLIP = {
-    "embed_dim": 16,
-    "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "head_width": 16, "patch_size": 16},
-    "text_cfg": {"context_length": 8, "vocab_size": 64, "width": 16, "heads": 1, "layers": 1},
-}
+from tests.conftest import TINY_TEXT_CLIP
 
 
 @pytest.fixture(autouse=True)
@@ -217,23 +212,19 @@ def test_timm_tag_resolved_from_local_hf_cache(tmp_path):
     assert _same(_state(loaded.body), _state(source))
 
 
-def test_open_clip_weights_from_local_file(tmp_path, monkeypatch):
-    monkeypatch.setitem(open_clip.factory._MODEL_CONFIGS, "lossbench-tiny", TINY_CLIP)
-    torch.manual_seed(4)
-    source = open_clip.create_model("lossbench-tiny", pretrained_text=False)
-    path = tmp_path / "clip.pt"
-    torch.save(source.state_dict(), path)
-
+def test_open_clip_weights_from_local_file(tiny_clip_weights, monkeypatch):
+    source = torch.load(tiny_clip_weights, weights_only=True)
     torch.manual_seed(5)
-    loaded = create_backbone("open_clip:lossbench-tiny", str(path), 32)
-    assert loaded.num_features == 16
-    assert _same(_state(loaded.body), _state(source.visual))
-    assert loaded(torch.randn(2, 3, 32, 32)).shape == (2, 16)
+    loaded = create_backbone("open_clip:lossbench-tiny-text", tiny_clip_weights, 32)
+    assert loaded.num_features == TINY_TEXT_CLIP["embed_dim"]
+    visual = {k.removeprefix("visual."): v for k, v in source.items() if k.startswith("visual.")}
+    assert _same(_state(loaded.body), visual)
+    assert loaded(torch.randn(2, 3, 32, 32)).shape == (2, TINY_TEXT_CLIP["embed_dim"])
 
-    wider = {**TINY_CLIP, "vision_cfg": {**TINY_CLIP["vision_cfg"], "width": 48}}
+    wider = {**TINY_TEXT_CLIP, "vision_cfg": {**TINY_TEXT_CLIP["vision_cfg"], "width": 48}}
     monkeypatch.setitem(open_clip.factory._MODEL_CONFIGS, "lossbench-tiny-wide", wider)
     with pytest.raises(LossbenchError, match="cannot load weights file .* into open_clip model 'lossbench-tiny-wide'"):
-        create_backbone("open_clip:lossbench-tiny-wide", str(path), 32)
+        create_backbone("open_clip:lossbench-tiny-wide", tiny_clip_weights, 32)
 
 
 # --------------------------------------------------------------------------------------------------- head

@@ -54,6 +54,20 @@ def test_clip_preset_has_the_source_table(params_file):
         spec = params.resolve_loss(name)
         batch = spec.train.ids_per_batch * spec.train.images_per_id
         assert (spec.model.freeze, batch, spec.train.epochs, spec.train.weight_decay, spec.model.dropout) == expected
+    assert params.resolve_loss("clip").options["pairs"] == "text"  # image–prompt pairs, as the source project
+
+
+def test_clip_preset_prompts_encode_with_the_vit_b32_text_tower(params_file):
+    from lossbench.losses import LossContext, create_loss
+
+    spec = resolve("clip-vit-b32", params_file).params.resolve_loss("clip")
+    names = ("Ada_Lovelace", "Alan_Turing", "Grace_Hopper")
+    context = LossContext(class_names=names, backbone=spec.model.backbone, pretrained=None)  # random weights
+    torch.manual_seed(0)
+    loss = create_loss(spec.type, len(names), spec.model.embed_dim, context=context, **spec.options)
+    assert loss.text_features.shape == (3, 512)  # ViT-B/32 text embedding width
+    embeddings = torch.nn.functional.normalize(torch.randn(6, spec.model.embed_dim), dim=1)
+    assert torch.isfinite(loss(embeddings, torch.tensor([0, 1, 2, 0, 1, 2])))
 
 
 @pytest.mark.parametrize("name", list(CENTER))

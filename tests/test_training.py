@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from lossbench.losses import LOSSES, create_loss
+from lossbench.losses import LOSSES, LossContext, create_loss
 from lossbench.metrics.retrieval import evaluate_retrieval
 from lossbench.models import EmbeddingModel, ProjectionHead, create_backbone
 from lossbench.models.backbones import Backbone
@@ -47,13 +47,15 @@ def data():
     return train_feats, train_labels, val_feats[0], val_labels + 100, is_query
 
 
-def make_trainer(data, loss_name: str, epochs: int = 8, seed: int = 0, **kwargs) -> Trainer:
+def make_trainer(data, loss_name: str, epochs: int = 8, seed: int = 0, loss_options: dict | None = None,
+                 context: LossContext | None = None, **kwargs) -> Trainer:
     train_feats, train_labels, val_feats, val_labels, is_query = data
     model = feature_model(seed)
     settings = TrainSettings(epochs=epochs, ids_per_batch=4, images_per_id=4, lr=1e-2, weight_decay=1e-4,
                              warmup_epochs=1, patience=50, monitor="val_top1", seed=seed)
     torch.manual_seed(seed + 2)
-    loss_fn = create_loss(loss_name, num_classes=24, embed_dim=16, **TEST_OPTIONS.get(loss_name, {}))
+    options = TEST_OPTIONS.get(loss_name, {}) if loss_options is None else loss_options
+    loss_fn = create_loss(loss_name, num_classes=24, embed_dim=16, context=context, **options)
     validation = ValidationSet(FeatureEncoder(val_feats, torch.device("cpu")), val_labels, is_query)
     return Trainer(model, loss_fn, FeatureEncoder(train_feats, torch.device("cpu")), train_labels, settings,
                    validation=validation, **kwargs)
@@ -73,6 +75,15 @@ def test_every_loss_lowers_its_loss_and_beats_raw_features(data, loss_name):
     baseline = raw_top1(data)
     assert baseline < 0.6  # the fixture really is hard for raw features
     assert result.best_value > baseline + 0.15, (result.best_value, baseline)
+
+
+def test_clip_with_identity_prompts_learns(data, tiny_clip_weights):
+    names = tuple(f"person_{i:02d}" for i in range(24))
+    context = LossContext(class_names=names, backbone="open_clip:lossbench-tiny-text", pretrained=tiny_clip_weights)
+    result = make_trainer(data, "clip", epochs=10, loss_options={"pairs": "text"}, context=context).fit()
+    losses = [h["train_loss"] for h in result.history]
+    assert np.mean(losses[-3:]) < losses[0], losses
+    assert result.best_value > raw_top1(data) + 0.15, (result.best_value, raw_top1(data))
 
 
 def test_same_params_give_identical_weights(data):

@@ -1,4 +1,4 @@
-"""Metric-learning losses behind one registry: `create_loss(name, num_classes, embed_dim, **options)`.
+"""Metric-learning losses behind one registry: `create_loss(name, num_classes, embed_dim, context=None, **options)`.
 
 Importing this package registers every loss module below.
 """
@@ -14,7 +14,7 @@ from lossbench.losses import (  # noqa: F401  (imported for registration)
     supcon,
     triplet,
 )
-from lossbench.losses.base import MetricLoss
+from lossbench.losses.base import LossContext, MetricLoss
 from lossbench.losses.registry import LOSSES, create_loss, loss_options, register_loss
 
-__all__ = ["LOSSES", "MetricLoss", "create_loss", "loss_options", "register_loss"]
+__all__ = ["LOSSES", "LossContext", "MetricLoss", "create_loss", "loss_options", "register_loss"]

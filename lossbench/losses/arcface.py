@@ -8,7 +8,7 @@ import math
 import torch
 from pytorch_metric_learning import losses as pml_losses
 
-from lossbench.losses.base import MetricLoss, option
+from lossbench.losses.base import LossContext, MetricLoss, option
 from lossbench.losses.components import MarginSoftmax
 from lossbench.losses.registry import register_loss
 
@@ -29,8 +29,9 @@ class ArcFaceLoss(MetricLoss):
         margin: float = option(0.5, ge=0, lt=math.pi / 2)
         weights_lr_mult: float = option(10.0, gt=0)
 
-    def __init__(self, num_classes: int, embed_dim: int, options: Options | None = None) -> None:
-        super().__init__(num_classes, embed_dim, options)
+    def __init__(self, num_classes: int, embed_dim: int, options: Options | None = None,
+                 context: LossContext | None = None) -> None:
+        super().__init__(num_classes, embed_dim, options, context)
         opts = self.options
         pml_loss = pml_losses.ArcFaceLoss(
             num_classes, embed_dim, margin=math.degrees(opts.margin), scale=opts.scale

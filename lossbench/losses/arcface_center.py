@@ -8,7 +8,7 @@ import math
 import torch
 
 from lossbench.losses.arcface import ArcFaceLoss
-from lossbench.losses.base import MetricLoss, option
+from lossbench.losses.base import LossContext, MetricLoss, option
 from lossbench.losses.components import CenterLoss, LinearClassifier
 from lossbench.losses.registry import register_loss
 
@@ -34,8 +34,9 @@ class ArcFaceCenterLoss(MetricLoss):
         ce_scale: float = option(16.0, gt=0)
         weights_lr_mult: float = option(10.0, gt=0)
 
-    def __init__(self, num_classes: int, embed_dim: int, options: Options | None = None) -> None:
-        super().__init__(num_classes, embed_dim, options)
+    def __init__(self, num_classes: int, embed_dim: int, options: Options | None = None,
+                 context: LossContext | None = None) -> None:
+        super().__init__(num_classes, embed_dim, options, context)
         opts = self.options
         arcface_options = ArcFaceLoss.Options(scale=opts.scale, margin=opts.margin, weights_lr_mult=opts.weights_lr_mult)
         self.arcface = ArcFaceLoss(num_classes, embed_dim, arcface_options)

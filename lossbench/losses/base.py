@@ -16,6 +16,15 @@ def option(default: Any, *, gt: float | None = None, ge: float | None = None, lt
 
 
 @dataclasses.dataclass(frozen=True)
+class LossContext:
+    """What a loss may need beyond sizes: the training identities' names (in class-id order) and the backbone."""
+
+    class_names: tuple[str, ...] = ()
+    backbone: str = ""
+    pretrained: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
 class NoOptions:
     """Options of a loss that takes none."""
 
@@ -24,7 +33,7 @@ class MetricLoss(nn.Module):
     """A metric-learning loss on L2-normalised embeddings.
 
     Subclasses set `Options` (a frozen dataclass of typed defaults, see `option`) and take
-    `(num_classes, embed_dim, options)`. Loss-owned parameters are reported by `param_groups`;
+    `(num_classes, embed_dim, options, context)`. Loss-owned parameters are reported by `param_groups`;
     by default the groups of child modules that define `param_groups` (shared components).
     """
 
@@ -33,11 +42,16 @@ class MetricLoss(nn.Module):
     uses_classes: ClassVar[bool] = False
     Options: ClassVar[type] = NoOptions
 
-    def __init__(self, num_classes: int, embed_dim: int, options: Any = None) -> None:
+    def __init__(self, num_classes: int, embed_dim: int, options: Any = None, context: LossContext | None = None) -> None:
         super().__init__()
         self.num_classes = num_classes
         self.embed_dim = embed_dim
         self.options = self.Options() if options is None else options
+        self.context = LossContext() if context is None else context
+
+    @classmethod
+    def check_setup(cls, options: Any, backbone: str) -> None:
+        """Raise :class:`LossbenchError` if ``options`` cannot work with ``backbone`` (checked when params load)."""
 
     def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Scalar loss of a batch: `embeddings` B×D (unit rows), `labels` B (long)."""

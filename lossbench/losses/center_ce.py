@@ -6,7 +6,7 @@ import dataclasses
 
 import torch
 
-from lossbench.losses.base import MetricLoss, option
+from lossbench.losses.base import LossContext, MetricLoss, option
 from lossbench.losses.components import CenterLoss, LinearClassifier
 from lossbench.losses.registry import register_loss
 
@@ -28,8 +28,9 @@ class CenterCrossEntropyLoss(MetricLoss):
         label_smoothing: float = option(0.0, ge=0, lt=1)
         weights_lr_mult: float = option(10.0, gt=0)
 
-    def __init__(self, num_classes: int, embed_dim: int, options: Options | None = None) -> None:
-        super().__init__(num_classes, embed_dim, options)
+    def __init__(self, num_classes: int, embed_dim: int, options: Options | None = None,
+                 context: LossContext | None = None) -> None:
+        super().__init__(num_classes, embed_dim, options, context)
         opts = self.options
         self.classifier = LinearClassifier(embed_dim, num_classes, opts.scale, opts.label_smoothing, opts.weights_lr_mult)
         self.center = CenterLoss(embed_dim, num_classes, opts.center_lr)

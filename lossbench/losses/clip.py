@@ -1,17 +1,20 @@
-"""`clip`: symmetric InfoNCE (CLIP) over pairs of images of the same identity within a batch."""
+"""`clip`: symmetric InfoNCE (CLIP) over image–image pairs of one identity, or image–prompt pairs."""
 
 from __future__ import annotations
 
 import dataclasses
 import math
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from lossbench.errors import LossbenchError
-from lossbench.losses.base import MetricLoss, option
+from lossbench.losses.base import LossContext, MetricLoss, option
 from lossbench.losses.registry import register_loss
+
+Pairs = Literal["image", "text"]
 
 
 def identity_pairs(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -26,13 +29,30 @@ def identity_pairs(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return order[first], order[first + 1]
 
 
+def masked_symmetric_infonce(scale: torch.Tensor, a: torch.Tensor, b: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Mean of CE(a→b) and CE(b→a) over logits scale · a · bᵀ with row i matching column i.
+
+    An off-diagonal entry whose two sides share a label is masked (−inf): another view of the same identity
+    is not a negative.
+    """
+    logits = scale * a @ b.T
+    same_identity = labels[:, None] == labels[None, :]
+    off_diagonal = ~torch.eye(len(labels), dtype=torch.bool, device=labels.device)
+    logits = logits.masked_fill(same_identity & off_diagonal, float("-inf"))
+    targets = torch.arange(len(labels), device=labels.device)
+    return (F.cross_entropy(logits, targets) + F.cross_entropy(logits.T, targets)) / 2
+
+
 @register_loss("clip")
 class ClipLoss(MetricLoss):
     """CLIP's loss with identities as the matching signal.
 
-    Images of each identity are paired (see `identity_pairs`); logits = exp(logit_scale) · a · bᵀ with
-    the pair itself as target in both directions; an off-diagonal entry whose two images share an
-    identity is masked out (−inf), not counted as a negative. Loss = mean of the two cross-entropies.
+    `pairs: image` — images of each identity are paired (see `identity_pairs`) and each image must find its
+    partner among the other pairs' images. `pairs: text` (open_clip backbones) — as the source project did,
+    every image is paired with its identity's prompt (`prompt`, `{}` = the identity's folder name), encoded
+    once by the frozen open_clip text tower of the same weights and centred over the identities; a linear
+    map (trained) takes it to the embedding space. Either way logits = exp(logit_scale) · a · bᵀ, the pair itself is the target in both
+    directions and off-diagonal entries of the same identity are masked, not counted as negatives.
     `logit_scale` = log(1 / temperature) is learnable (as in open_clip, lr = base_lr, no weight decay)
     unless `learnable_temperature` is false, and exp(logit_scale) is capped at `max_logit_scale`.
     """
@@ -42,35 +62,66 @@ class ClipLoss(MetricLoss):
         temperature: float = option(0.07, gt=0)
         learnable_temperature: bool = True
         max_logit_scale: float = option(100.0, gt=1)
+        pairs: Pairs = "image"
+        prompt: str = "a photo of {}"
 
-    def __init__(self, num_classes: int, embed_dim: int, options: Options | None = None) -> None:
-        super().__init__(num_classes, embed_dim, options)
+    def __init__(self, num_classes: int, embed_dim: int, options: Options | None = None,
+                 context: LossContext | None = None) -> None:
+        super().__init__(num_classes, embed_dim, options, context)
         init = torch.tensor(math.log(1.0 / self.options.temperature))
         if self.options.learnable_temperature:
             self.logit_scale = nn.Parameter(init)
         else:
             self.register_buffer("logit_scale", init)
+        if self.options.pairs == "text":
+            self._init_text_pairs()
+
+    @classmethod
+    def check_setup(cls, options: Options, backbone: str) -> None:
+        if options.pairs == "text":
+            from lossbench.models.text import open_clip_model_name
+
+            open_clip_model_name(backbone)
+
+    def _init_text_pairs(self) -> None:
+        from lossbench.models.text import encode_prompts, identity_prompt
+
+        names = self.context.class_names
+        if len(names) != self.num_classes or self.num_classes < 2:
+            raise LossbenchError(
+                f"loss 'clip' with pairs: text needs one identity name per class ({self.num_classes}, at least 2), "
+                f"got {len(names)}; pass LossContext(class_names=...)"
+            )
+        prompts = [identity_prompt(self.options.prompt, name) for name in names]
+        features = encode_prompts(self.context.backbone, self.context.pretrained, prompts)
+        # Prompts share their template, so their features are nearly parallel (cosine ~0.9): centring them
+        # over the identities keeps what tells the identities apart, which a linear map learns from far faster.
+        self.register_buffer("text_features", F.normalize(features - features.mean(0), dim=1))
+        self.text_projection = nn.Linear(self.text_features.shape[1], self.embed_dim, bias=False)
 
     def scale(self) -> torch.Tensor:
         """The multiplier of the cosine logits, 1 / temperature, within [1, max_logit_scale]."""
         return self.logit_scale.clamp(0.0, math.log(self.options.max_logit_scale)).exp()
 
+    def prompt_embeddings(self, labels: torch.Tensor) -> torch.Tensor:
+        """Unit vectors of the prompts of ``labels`` in the image embedding space (``pairs: text``)."""
+        return F.normalize(self.text_projection(self.text_features[labels]), dim=-1)
+
     def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        if self.options.pairs == "text":
+            return masked_symmetric_infonce(self.scale(), embeddings, self.prompt_embeddings(labels), labels)
         a, b = identity_pairs(labels)
         if len(a) == 0:
             raise LossbenchError(
                 "loss 'clip' found no identity with two images in the batch; "
                 "sample batches with train.images_per_id >= 2 (P×K sampler)"
             )
-        logits = self.scale() * embeddings[a] @ embeddings[b].T
-        pair_labels = labels[a]
-        same_identity = pair_labels[:, None] == pair_labels[None, :]
-        off_diagonal = ~torch.eye(len(a), dtype=torch.bool, device=labels.device)
-        logits = logits.masked_fill(same_identity & off_diagonal, float("-inf"))
-        targets = torch.arange(len(a), device=labels.device)
-        return (F.cross_entropy(logits, targets) + F.cross_entropy(logits.T, targets)) / 2
+        return masked_symmetric_infonce(self.scale(), embeddings[a], embeddings[b], labels[a])
 
     def param_groups(self, base_lr: float) -> list[dict]:
-        if not self.options.learnable_temperature:
-            return []
-        return [{"params": [self.logit_scale], "lr": base_lr, "weight_decay": 0.0, "name": "logit_scale"}]
+        groups = []
+        if self.options.learnable_temperature:
+            groups.append({"params": [self.logit_scale], "lr": base_lr, "weight_decay": 0.0, "name": "logit_scale"})
+        if self.options.pairs == "text":
+            groups.append({"params": list(self.text_projection.parameters()), "lr": base_lr, "name": "text_projection"})
+        return groups

@@ -8,7 +8,7 @@ import torch
 from pytorch_metric_learning import distances as pml_distances
 from pytorch_metric_learning import losses as pml_losses
 
-from lossbench.losses.base import MetricLoss, option
+from lossbench.losses.base import LossContext, MetricLoss, option
 from lossbench.losses.registry import register_loss
 
 
@@ -26,8 +26,9 @@ class ContrastiveLoss(MetricLoss):
         pos_margin: float = option(0.0, ge=0)
         neg_margin: float = option(0.5, ge=0)
 
-    def __init__(self, num_classes: int, embed_dim: int, options: Options | None = None) -> None:
-        super().__init__(num_classes, embed_dim, options)
+    def __init__(self, num_classes: int, embed_dim: int, options: Options | None = None,
+                 context: LossContext | None = None) -> None:
+        super().__init__(num_classes, embed_dim, options, context)
         self.loss_fn = pml_losses.ContrastiveLoss(
             pos_margin=self.options.pos_margin,
             neg_margin=self.options.neg_margin,

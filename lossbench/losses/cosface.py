@@ -7,7 +7,7 @@ import dataclasses
 import torch
 from pytorch_metric_learning import losses as pml_losses
 
-from lossbench.losses.base import MetricLoss, option
+from lossbench.losses.base import LossContext, MetricLoss, option
 from lossbench.losses.components import MarginSoftmax
 from lossbench.losses.registry import register_loss
 
@@ -27,8 +27,9 @@ class CosFaceLoss(MetricLoss):
         margin: float = option(0.35, ge=0)
         weights_lr_mult: float = option(10.0, gt=0)
 
-    def __init__(self, num_classes: int, embed_dim: int, options: Options | None = None) -> None:
-        super().__init__(num_classes, embed_dim, options)
+    def __init__(self, num_classes: int, embed_dim: int, options: Options | None = None,
+                 context: LossContext | None = None) -> None:
+        super().__init__(num_classes, embed_dim, options, context)
         opts = self.options
         pml_loss = pml_losses.CosFaceLoss(num_classes, embed_dim, margin=opts.margin, scale=opts.scale)
         self.head = MarginSoftmax(pml_loss, opts.weights_lr_mult)

@@ -7,7 +7,7 @@ import typing
 from typing import Any, Callable, Literal
 
 from lossbench.errors import LossbenchError
-from lossbench.losses.base import MetricLoss
+from lossbench.losses.base import LossContext, MetricLoss
 
 LOSSES: dict[str, type[MetricLoss]] = {}
 
@@ -97,8 +97,12 @@ def build_options(type_name: str, options: dict[str, Any]) -> Any:
     return cls.Options(**values)
 
 
-def create_loss(type_name: str, num_classes: int, embed_dim: int, **options: Any) -> MetricLoss:
-    """Instantiate loss `type_name` for `num_classes` training identities and `embed_dim`-dim embeddings."""
+def create_loss(type_name: str, num_classes: int, embed_dim: int, context: LossContext | None = None,
+                **options: Any) -> MetricLoss:
+    """Instantiate loss `type_name` for `num_classes` training identities and `embed_dim`-dim embeddings.
+
+    `context` (identity names, backbone) is needed only by losses that use it, e.g. `clip` with `pairs: text`.
+    """
     cls = _loss_class(type_name)
     built = build_options(type_name, options)
     if embed_dim < 1:
@@ -108,4 +112,4 @@ def create_loss(type_name: str, num_classes: int, embed_dim: int, **options: Any
             f"loss {type_name!r} trains a classifier over identities but got num_classes={num_classes}; "
             "it needs at least 2 training identities"
         )
-    return cls(num_classes, embed_dim, built)
+    return cls(num_classes, embed_dim, built, context)

@@ -7,7 +7,7 @@ import dataclasses
 import torch
 from pytorch_metric_learning import losses as pml_losses
 
-from lossbench.losses.base import MetricLoss, option
+from lossbench.losses.base import LossContext, MetricLoss, option
 from lossbench.losses.registry import register_loss
 
 
@@ -20,8 +20,9 @@ class SupConLoss(MetricLoss):
     class Options:
         temperature: float = option(0.1, gt=0)
 
-    def __init__(self, num_classes: int, embed_dim: int, options: Options | None = None) -> None:
-        super().__init__(num_classes, embed_dim, options)
+    def __init__(self, num_classes: int, embed_dim: int, options: Options | None = None,
+                 context: LossContext | None = None) -> None:
+        super().__init__(num_classes, embed_dim, options, context)
         self.loss_fn = pml_losses.SupConLoss(temperature=self.options.temperature)
 
     def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

@@ -10,7 +10,7 @@ from pytorch_metric_learning import losses as pml_losses
 from pytorch_metric_learning import miners as pml_miners
 from torch import nn
 
-from lossbench.losses.base import MetricLoss, option
+from lossbench.losses.base import LossContext, MetricLoss, option
 from lossbench.losses.registry import register_loss
 
 Mining = Literal["all", "hard", "semihard", "batch_hard", "none"]
@@ -39,8 +39,9 @@ class TripletLoss(MetricLoss):
         margin: float = option(0.2, ge=0)
         mining: Mining = "semihard"
 
-    def __init__(self, num_classes: int, embed_dim: int, options: Options | None = None) -> None:
-        super().__init__(num_classes, embed_dim, options)
+    def __init__(self, num_classes: int, embed_dim: int, options: Options | None = None,
+                 context: LossContext | None = None) -> None:
+        super().__init__(num_classes, embed_dim, options, context)
         self.miner = MINERS[self.options.mining](self.options.margin)
         self.loss_fn = pml_losses.TripletMarginLoss(margin=self.options.margin)
 

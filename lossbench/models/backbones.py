@@ -306,13 +306,15 @@ def _open_clip_cached_weights(name: str, tag: str) -> str:
     raise _missing_weights(f"open_clip:{name} tag {tag!r}", looked_in, hint)
 
 
-@register_family("open_clip")
-def _create_open_clip(name: str, pretrained: str | None, image_size: int) -> Backbone:
-    """The image tower of an open_clip model; features are its projected embedding (``embed_dim`` wide)."""
+def load_open_clip(name: str, pretrained: str | None, image_size: int | None = None) -> nn.Module:
+    """The whole open_clip model ``name`` (image and text towers), weights resolved offline like every backbone.
+
+    ``image_size`` None keeps the model's own input size.
+    """
     import open_clip
 
-    model_cfg = open_clip.get_model_config(name)
-    if model_cfg is None:
+    pretrained = _normalise_pretrained(pretrained)
+    if open_clip.get_model_config(name) is None:
         raise LossbenchError(
             f"model.backbone: unknown open_clip model {name!r} ({_suggest(name, open_clip.list_models())}); "
             "see open_clip.list_models()"
@@ -333,7 +335,7 @@ def _create_open_clip(name: str, pretrained: str | None, image_size: int) -> Bac
             kwargs["force_preprocess_cfg"] = {k: tag_cfg[k] for k in ("mean", "std") if k in tag_cfg}
         kwargs["pretrained"] = str(weights)
     try:
-        model = open_clip.create_model(name, **kwargs)
+        return open_clip.create_model(name, **kwargs)
     except Exception as exc:  # open_clip reports unreadable and mismatching files with assorted exception types
         if "pretrained" not in kwargs:
             raise
@@ -341,10 +343,16 @@ def _create_open_clip(name: str, pretrained: str | None, image_size: int) -> Bac
             f"model.pretrained: cannot load weights file {kwargs['pretrained']!r} into open_clip model {name!r}: "
             f"{str(exc).splitlines()[0][:400]}"
         ) from exc
-    visual = model.visual
-    return Backbone(
-        visual, model_cfg["embed_dim"], visual.image_mean, visual.image_std, image_size, f"open_clip:{name}"
-    )
+
+
+@register_family("open_clip")
+def _create_open_clip(name: str, pretrained: str | None, image_size: int) -> Backbone:
+    """The image tower of an open_clip model; features are its projected embedding (``embed_dim`` wide)."""
+    import open_clip
+
+    visual = load_open_clip(name, pretrained, image_size).visual
+    embed_dim = open_clip.get_model_config(name)["embed_dim"]
+    return Backbone(visual, embed_dim, visual.image_mean, visual.image_std, image_size, f"open_clip:{name}")
 
 
 # -------------------------------------------------------------------------------------------------- hybrid

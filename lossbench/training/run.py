@@ -16,7 +16,7 @@ from lossbench.data.store import load_processed
 from lossbench.data.transforms import build_eval_transform, build_train_transform
 from lossbench.errors import LossbenchError
 from lossbench.io import atomic_write_json
-from lossbench.losses import create_loss
+from lossbench.losses import LossContext, create_loss
 from lossbench.models import EmbeddingModel
 from lossbench.training.builder import build_model
 from lossbench.training.checkpoint import save_model
@@ -63,6 +63,12 @@ class Splits:
     def train_labels(self) -> np.ndarray:
         """Train labels renumbered 0..C-1 (classification losses need contiguous class ids)."""
         return np.unique(self.train["label"].to_numpy(), return_inverse=True)[1]
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        """Identity name of each class id of :attr:`train_labels` (class c = the c-th smallest label)."""
+        names = self.train.groupby("label")["identity"].first().sort_index()
+        return tuple(names.astype(str))
 
     @property
     def eval_rows(self) -> np.ndarray:
@@ -170,8 +176,9 @@ def train_loss(params: Params, name: str) -> str:
         atomic_write_json(out_dir / "summary.json", summary)
         return f"{name}: no training (raw backbone features); val {_fmt(metrics)}"
 
+    context = LossContext(class_names=splits.class_names, backbone=spec.model.backbone, pretrained=spec.model.pretrained)
     loss_fn = create_loss(spec.type, num_classes=config["num_classes"], embed_dim=spec.model.embed_dim,
-                          **spec.options).to(device)
+                          context=context, **spec.options).to(device)
     train_encoder, val_encoder = _encoders(params, spec, model, splits, device)
     trainer = Trainer(model, loss_fn, train_encoder, splits.train_labels, settings,
                       validation=_validation(val_encoder, splits),
