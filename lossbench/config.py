@@ -117,9 +117,9 @@ class LossSpec:
 
     @property
     def trains(self) -> bool:
-        from lossbench.losses import LOSSES
+        from lossbench.losses.options import loss_trains
 
-        return LOSSES[self.type].needs_training
+        return loss_trains(self.type)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -283,14 +283,13 @@ def _deep_update(target: dict, updates: Mapping) -> None:
 
 
 def _validate_loss_options(loss_type: str, options: Mapping, key: str) -> dict[str, Any]:
-    from lossbench.losses import LOSSES, loss_options
-    from lossbench.losses.registry import build_options
+    from lossbench.losses.options import LOSS_OPTIONS, build_options, loss_options
 
-    if loss_type not in LOSSES:
-        close = difflib.get_close_matches(str(loss_type), list(LOSSES), n=1)
+    if loss_type not in LOSS_OPTIONS:
+        close = difflib.get_close_matches(str(loss_type), list(LOSS_OPTIONS), n=1)
         hint = f" Did you mean '{close[0]}'?" if close else ""
         raise LossbenchError(
-            f"params: '{key}' has unknown loss type {loss_type!r}.{hint} Known losses: {', '.join(LOSSES)}. "
+            f"params: '{key}' has unknown loss type {loss_type!r}.{hint} Known losses: {', '.join(LOSS_OPTIONS)}. "
             f"Name the entry after a known loss or give it 'type: <known loss>'."
         )
     defaults = loss_options(loss_type)
@@ -325,11 +324,10 @@ def _validate_backbone(spec: str, key: str) -> None:
 
 def _check_loss_setup(spec: LossSpec) -> None:
     """Loss options that cannot work with the loss's backbone (e.g. image–text pairs without a text tower)."""
-    from lossbench.losses import LOSSES
-    from lossbench.losses.registry import build_options
+    from lossbench.losses.options import build_options
 
     try:
-        LOSSES[spec.type].check_setup(build_options(spec.type, spec.options), spec.model.backbone)
+        build_options(spec.type, spec.options).check_setup(spec.model.backbone)
     except LossbenchError as exc:
         raise LossbenchError(f"params: 'losses.{spec.name}': {exc}") from None
 

@@ -12,7 +12,7 @@ import pandas as pd
 from lossbench import paths
 from lossbench.config import Params
 from lossbench.data.store import load_processed
-from lossbench.embedding import load_embeddings
+from lossbench.embedding_sets import load_embeddings
 from lossbench.io import atomic_write_json, atomic_write_text
 from lossbench.metrics.retrieval import evaluate_retrieval, rank_gallery
 from lossbench.metrics.verification import evaluate_verification

@@ -27,7 +27,8 @@ from lossbench.data.preprocess import resize_center_crop
 from lossbench.data.scan import CHALLENGE, UnusableImage, detect_layout, open_rgb
 from lossbench.data.store import IMAGES_FILE, MANIFEST_FILE, load_processed
 from lossbench.data.transforms import build_eval_transform
-from lossbench.embedding import embedding_call, load_embeddings
+from lossbench.embedding import embedding_call
+from lossbench.embedding_sets import load_embeddings
 from lossbench.errors import LossbenchError
 from lossbench.models import EmbeddingModel
 from lossbench.retrieval.index import load_index, search

@@ -23,7 +23,7 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from lossbench.embedding import SETS, load_embeddings
+from lossbench.embedding_sets import SETS, load_embeddings
 from lossbench.errors import LossbenchError
 from lossbench.metrics.retrieval import challenge_score, rank_gallery
 

@@ -4,7 +4,7 @@ import time
 
 from lossbench import paths
 from lossbench.config import load_params
-from lossbench.embedding import load_embeddings
+from lossbench.embedding_sets import load_embeddings
 from lossbench.io import atomic_write_json
 from lossbench.retrieval.index import build_index, describe, save_index
 from lossbench.stage import loss_argument, run_stage

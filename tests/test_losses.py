@@ -433,9 +433,22 @@ def test_classifier_losses_need_two_classes():
     assert create_loss("triplet", 0, DIM) is not None
 
 
-def test_register_loss_rejects_duplicates():
+def test_register_loss_rejects_duplicates_and_foreign_schemas():
+    from lossbench.losses.options import ArcFaceOptions, CosFaceOptions
+
     with pytest.raises(ValueError, match="twice"):
-        register_loss("arcface")(type("Dup", (MetricLoss,), {}))
+        register_loss("arcface")(type("Dup", (MetricLoss,), {"Options": ArcFaceOptions}))
+    with pytest.raises(ValueError, match=r"Options must be the schema registered with @options_for\('newloss'\)"):
+        register_loss("newloss")(type("New", (MetricLoss,), {"Options": CosFaceOptions}))
+    assert "newloss" not in LOSSES
+
+
+def test_every_schema_has_one_implementation_using_it():
+    from lossbench.losses import LOSS_OPTIONS, loss_trains
+
+    assert set(LOSS_OPTIONS) == set(LOSSES)
+    assert all(LOSSES[name].Options is schema for name, schema in LOSS_OPTIONS.items())
+    assert all(LOSSES[name].needs_training == loss_trains(name) for name in LOSSES)
 
 
 @pytest.mark.parametrize("name", sorted(LOSSES))

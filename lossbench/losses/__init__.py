@@ -1,20 +1,30 @@
 """Metric-learning losses behind one registry: `create_loss(name, num_classes, embed_dim, context=None, **options)`.
 
-Importing this package registers every loss module below.
+The option schemas (`lossbench.losses.options`: `LOSS_OPTIONS`, `loss_options`, `build_options`, `loss_trains`)
+need no torch, so validating params stays light. The implementations, and torch with them, load on first use
+of `LOSSES`, `create_loss`, `MetricLoss`, `LossContext` or `register_loss`.
 """
 
-from lossbench.losses import (  # noqa: F401  (imported for registration)
-    arcface,
-    arcface_center,
-    baseline,
-    center_ce,
-    clip,
-    contrastive,
-    cosface,
-    supcon,
-    triplet,
-)
-from lossbench.losses.base import LossContext, MetricLoss
-from lossbench.losses.registry import LOSSES, create_loss, loss_options, register_loss
+from __future__ import annotations
 
-__all__ = ["LOSSES", "LossContext", "MetricLoss", "create_loss", "loss_options", "register_loss"]
+import importlib
+from typing import Any
+
+from lossbench.losses.options import LOSS_OPTIONS, build_options, loss_options, loss_trains
+
+IMPLEMENTATIONS = ("arcface", "arcface_center", "baseline", "center_ce", "clip", "contrastive", "cosface", "supcon",
+                   "triplet")
+"""One module per loss; importing it registers the loss."""
+_LAZY = {"LOSSES": "registry", "create_loss": "registry", "register_loss": "registry", "MetricLoss": "base",
+         "LossContext": "base"}
+
+__all__ = ["LOSSES", "LOSS_OPTIONS", "LossContext", "MetricLoss", "build_options", "create_loss", "loss_options",
+           "loss_trains", "register_loss"]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'lossbench.losses' has no attribute {name!r}")
+    for module in IMPLEMENTATIONS:
+        importlib.import_module(f"lossbench.losses.{module}")
+    return getattr(importlib.import_module(f"lossbench.losses.{_LAZY[name]}"), name)

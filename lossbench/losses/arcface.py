@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import dataclasses
 import math
 
 import torch
 from pytorch_metric_learning import losses as pml_losses
 
-from lossbench.losses.base import LossContext, MetricLoss, option
+from lossbench.losses.base import LossContext, MetricLoss
 from lossbench.losses.components import MarginSoftmax
+from lossbench.losses.options import ArcFaceOptions
 from lossbench.losses.registry import register_loss
 
 
@@ -23,11 +23,7 @@ class ArcFaceLoss(MetricLoss):
 
     uses_classes = True
 
-    @dataclasses.dataclass(frozen=True)
-    class Options:
-        scale: float = option(64.0, gt=0)
-        margin: float = option(0.5, ge=0, lt=math.pi / 2)
-        weights_lr_mult: float = option(10.0, gt=0)
+    Options = ArcFaceOptions
 
     def __init__(self, num_classes: int, embed_dim: int, options: Options | None = None,
                  context: LossContext | None = None) -> None:

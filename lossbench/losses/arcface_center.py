@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import dataclasses
-import math
-
 import torch
 
 from lossbench.losses.arcface import ArcFaceLoss
-from lossbench.losses.base import LossContext, MetricLoss, option
+from lossbench.losses.base import LossContext, MetricLoss
 from lossbench.losses.components import CenterLoss, LinearClassifier
+from lossbench.losses.options import ArcFaceCenterOptions
 from lossbench.losses.registry import register_loss
 
 
@@ -24,15 +22,7 @@ class ArcFaceCenterLoss(MetricLoss):
 
     uses_classes = True
 
-    @dataclasses.dataclass(frozen=True)
-    class Options:
-        scale: float = option(64.0, gt=0)
-        margin: float = option(0.5, ge=0, lt=math.pi / 2)
-        center_weight: float = option(0.01, ge=0)
-        center_lr: float = option(0.01, gt=0)
-        ce_weight: float = option(1.0, ge=0)
-        ce_scale: float = option(16.0, gt=0)
-        weights_lr_mult: float = option(10.0, gt=0)
+    Options = ArcFaceCenterOptions
 
     def __init__(self, num_classes: int, embed_dim: int, options: Options | None = None,
                  context: LossContext | None = None) -> None:

@@ -1,4 +1,4 @@
-"""The interface every loss implements, and typed, bounded option fields for loss options."""
+"""The interface every loss implements, and the context a loss may need beyond its options."""
 
 from __future__ import annotations
 
@@ -8,11 +8,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-
-def option(default: Any, *, gt: float | None = None, ge: float | None = None, lt: float | None = None) -> Any:
-    """A loss option with a default and optional numeric bounds (checked by the registry)."""
-    bounds = {key: value for key, value in (("gt", gt), ("ge", ge), ("lt", lt)) if value is not None}
-    return dataclasses.field(default=default, metadata=bounds)
+from lossbench.losses.options import LossOptions
 
 
 @dataclasses.dataclass(frozen=True)
@@ -24,23 +20,18 @@ class LossContext:
     pretrained: str | None = None
 
 
-@dataclasses.dataclass(frozen=True)
-class NoOptions:
-    """Options of a loss that takes none."""
-
-
 class MetricLoss(nn.Module):
     """A metric-learning loss on L2-normalised embeddings.
 
-    Subclasses set `Options` (a frozen dataclass of typed defaults, see `option`) and take
+    Subclasses set `Options` (their schema in `lossbench.losses.options`) and take
     `(num_classes, embed_dim, options, context)`. Loss-owned parameters are reported by `param_groups`;
     by default the groups of child modules that define `param_groups` (shared components).
     """
 
     name: ClassVar[str] = ""
-    needs_training: ClassVar[bool] = True
+    needs_training: ClassVar[bool] = True  # set from `Options.trains` by `register_loss`
     uses_classes: ClassVar[bool] = False
-    Options: ClassVar[type] = NoOptions
+    Options: ClassVar[type[LossOptions]] = LossOptions
 
     def __init__(self, num_classes: int, embed_dim: int, options: Any = None, context: LossContext | None = None) -> None:
         super().__init__()
@@ -48,10 +39,6 @@ class MetricLoss(nn.Module):
         self.embed_dim = embed_dim
         self.options = self.Options() if options is None else options
         self.context = LossContext() if context is None else context
-
-    @classmethod
-    def check_setup(cls, options: Any, backbone: str) -> None:
-        """Raise :class:`LossbenchError` if ``options`` cannot work with ``backbone`` (checked when params load)."""
 
     def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Scalar loss of a batch: `embeddings` B×D (unit rows), `labels` B (long)."""

@@ -6,6 +6,7 @@ import torch
 
 from lossbench.errors import LossbenchError
 from lossbench.losses.base import MetricLoss
+from lossbench.losses.options import BaselineOptions
 from lossbench.losses.registry import register_loss
 
 
@@ -13,7 +14,7 @@ from lossbench.losses.registry import register_loss
 class BaselineLoss(MetricLoss):
     """Marks the untrained reference: `needs_training` is False, so nothing should call `forward`."""
 
-    needs_training = False
+    Options = BaselineOptions  # trains = False
 
     def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         raise LossbenchError(

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import torch
 
-from lossbench.losses.base import LossContext, MetricLoss, option
+from lossbench.losses.base import LossContext, MetricLoss
 from lossbench.losses.components import CenterLoss, LinearClassifier
+from lossbench.losses.options import CenterCrossEntropyOptions
 from lossbench.losses.registry import register_loss
 
 
@@ -20,13 +19,7 @@ class CenterCrossEntropyLoss(MetricLoss):
 
     uses_classes = True
 
-    @dataclasses.dataclass(frozen=True)
-    class Options:
-        center_weight: float = option(0.01, ge=0)
-        center_lr: float = option(0.01, gt=0)
-        scale: float = option(16.0, gt=0)
-        label_smoothing: float = option(0.0, ge=0, lt=1)
-        weights_lr_mult: float = option(10.0, gt=0)
+    Options = CenterCrossEntropyOptions
 
     def __init__(self, num_classes: int, embed_dim: int, options: Options | None = None,
                  context: LossContext | None = None) -> None:

@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import dataclasses
 import math
-from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from lossbench.errors import LossbenchError
-from lossbench.losses.base import LossContext, MetricLoss, option
+from lossbench.losses.base import LossContext, MetricLoss
+from lossbench.losses.options import ClipOptions
 from lossbench.losses.registry import register_loss
-
-Pairs = Literal["image", "text"]
 
 
 def identity_pairs(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -57,13 +54,7 @@ class ClipLoss(MetricLoss):
     unless `learnable_temperature` is false, and exp(logit_scale) is capped at `max_logit_scale`.
     """
 
-    @dataclasses.dataclass(frozen=True)
-    class Options:
-        temperature: float = option(0.07, gt=0)
-        learnable_temperature: bool = True
-        max_logit_scale: float = option(100.0, gt=1)
-        pairs: Pairs = "image"
-        prompt: str = "a photo of {}"
+    Options = ClipOptions
 
     def __init__(self, num_classes: int, embed_dim: int, options: Options | None = None,
                  context: LossContext | None = None) -> None:
@@ -75,13 +66,6 @@ class ClipLoss(MetricLoss):
             self.register_buffer("logit_scale", init)
         if self.options.pairs == "text":
             self._init_text_pairs()
-
-    @classmethod
-    def check_setup(cls, options: Options, backbone: str) -> None:
-        if options.pairs == "text":
-            from lossbench.models.text import open_clip_model_name
-
-            open_clip_model_name(backbone)
 
     def _init_text_pairs(self) -> None:
         from lossbench.models.text import encode_prompts, identity_prompt

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import torch
 from pytorch_metric_learning import distances as pml_distances
 from pytorch_metric_learning import losses as pml_losses
 
-from lossbench.losses.base import LossContext, MetricLoss, option
+from lossbench.losses.base import LossContext, MetricLoss
+from lossbench.losses.options import ContrastiveOptions
 from lossbench.losses.registry import register_loss
 
 
@@ -21,10 +20,7 @@ class ContrastiveLoss(MetricLoss):
     `neg_margin`. mean⁺ averages over the pairs with a non-zero loss (pml AvgNonZeroReducer).
     """
 
-    @dataclasses.dataclass(frozen=True)
-    class Options:
-        pos_margin: float = option(0.0, ge=0)
-        neg_margin: float = option(0.5, ge=0)
+    Options = ContrastiveOptions
 
     def __init__(self, num_classes: int, embed_dim: int, options: Options | None = None,
                  context: LossContext | None = None) -> None:

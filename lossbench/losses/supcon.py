@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import torch
 from pytorch_metric_learning import losses as pml_losses
 
-from lossbench.losses.base import LossContext, MetricLoss, option
+from lossbench.losses.base import LossContext, MetricLoss
+from lossbench.losses.options import SupConOptions
 from lossbench.losses.registry import register_loss
 
 
@@ -16,9 +15,7 @@ class SupConLoss(MetricLoss):
     """For each anchor i: −mean over positives p of log softmax_{a≠i}(cos(i, a) / T)[p]; averaged over the
     anchors that have a positive."""
 
-    @dataclasses.dataclass(frozen=True)
-    class Options:
-        temperature: float = option(0.1, gt=0)
+    Options = SupConOptions
 
     def __init__(self, num_classes: int, embed_dim: int, options: Options | None = None,
                  context: LossContext | None = None) -> None:

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import dataclasses
-from typing import Callable, Literal
+from typing import Callable
 
 import torch
 from pytorch_metric_learning import losses as pml_losses
 from pytorch_metric_learning import miners as pml_miners
 from torch import nn
 
-from lossbench.losses.base import LossContext, MetricLoss, option
+from lossbench.losses.base import LossContext, MetricLoss
+from lossbench.losses.options import TripletOptions
 from lossbench.losses.registry import register_loss
-
-Mining = Literal["all", "hard", "semihard", "batch_hard", "none"]
 
 # mining → factory(margin) of the pml miner choosing the triplets (None: every valid triplet)
 MINERS: dict[str, Callable[[float], nn.Module | None]] = {
@@ -34,10 +32,7 @@ class TripletLoss(MetricLoss):
     the farthest positive and the closest negative; `none` — every valid triplet.
     """
 
-    @dataclasses.dataclass(frozen=True)
-    class Options:
-        margin: float = option(0.2, ge=0)
-        mining: Mining = "semihard"
+    Options = TripletOptions
 
     def __init__(self, num_classes: int, embed_dim: int, options: Options | None = None,
                  context: LossContext | None = None) -> None:

@@ -19,10 +19,7 @@ def open_clip_model_name(backbone: str) -> str:
     """The open_clip model name of an ``open_clip:<name>`` backbone spec; any other spec is an error."""
     family, _, name = backbone.partition(":")
     if family != "open_clip" or not name:
-        raise LossbenchError(
-            f"image–text pairs need the text tower of an open_clip model, but model.backbone is {backbone!r}; "
-            "use an 'open_clip:<name>' backbone (e.g. open_clip:ViT-B-32) or pairs: image"
-        )
+        raise LossbenchError(f"text prompts need an open_clip backbone ('open_clip:<name>'), got {backbone!r}")
     return name
 
 

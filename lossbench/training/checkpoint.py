@@ -1,18 +1,22 @@
-"""Save a trained model (weights only + the resolved config) and load it back for embedding and search."""
+"""Save a trained model (weights only + the resolved config) and load it back for embedding and search.
+
+torch and the model code load only inside the functions that need them: `compare` reads configs without them.
+"""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from lossbench.errors import LossbenchError
 from lossbench.io import atomic_torch_save, atomic_write_json
-from lossbench.models import EmbeddingModel
-from lossbench.training.builder import build_model
+
+if TYPE_CHECKING:
+    import torch
+
+    from lossbench.models import EmbeddingModel
 
 WEIGHTS = "model.pt"
 CONFIG = "config.json"
@@ -35,6 +39,10 @@ def load_config(directory: str | Path) -> dict[str, Any]:
 
 def load_model(directory: str | Path, device: str | torch.device = "cpu") -> tuple[EmbeddingModel, dict[str, Any]]:
     """Rebuild the architecture from ``config.json`` (no pretrained download needed) and load its weights."""
+    import torch
+
+    from lossbench.training.builder import build_model
+
     config = load_config(directory)
     model = build_model(SimpleNamespace(**config["model"]), config["image_size"], config["seed"], load_pretrained=False)
     state = torch.load(Path(directory) / WEIGHTS, map_location=device, weights_only=True)

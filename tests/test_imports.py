@@ -1,0 +1,27 @@
+"""Stages that only read arrays (and reading params, which every stage does) never import torch or the model
+libraries: each of them would add seconds of start-up to every run of the stage."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+HEAVY = ("torch", "torchvision", "timm", "open_clip", "pytorch_metric_learning")
+
+
+@pytest.mark.parametrize("stage", ["synthesize", "preprocess", "index", "evaluate", "compare", "submit"])
+def test_light_stages_import_no_torch(stage):
+    code = (f"import sys, stages.{stage}; from lossbench.config import load_params; load_params(); "
+            f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]", result.stdout
+
+
+def test_training_stages_do_import_torch():  # the check above can fail: the heavy stages really load it
+    code = "import sys, stages.train; print('torch' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "True"
