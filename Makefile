@@ -20,7 +20,7 @@ test: setup
 	$(BIN)/python -m pytest
 
 bench: setup
-	for script in bench/*.py; do $(BIN)/python $$script || exit 1; done
+	for script in bench/[!_]*.py; do $(BIN)/python $$script || exit 1; done
 
 clean-venv:
 	rm -rf $(VENV)

@@ -11,8 +11,8 @@ size, timed side by side (interleaved rounds, medians), all relative to raw ``fa
   recall@10 against the exact top-10 and queries/s relative to Flat.
 
 ANN indexes are built with ``--build-threads`` (k-means on 39 points per list, FAISS's minimum);
-searches use ``--threads``. The 10^6 part needs ~11 GB RAM and ~25 minutes on 2 busy cores (building
-HNSW32 alone takes ~10 of them); ``--quick`` runs 10^5 only (~3 minutes).
+searches use ``--threads``. The 10^6 part needs ~12 GB RAM and ~10 minutes on 2 cores (building
+HNSW32 alone takes ~6 of them); ``--quick`` runs 10^5 only (~2 minutes).
 
     python bench/retrieval.py [--quick] [--queries 500] [--repeats 3]
 """
