@@ -67,6 +67,25 @@ def test_unknown_and_mistyped_loss_options():
         parse_params(with_change("losses.clip", {"learnable_temperature": "no"}))
 
 
+@pytest.mark.parametrize(("entry", "change", "pattern"), [
+    ("losses.triplet", {"mining": "hardest"}, r"'losses.triplet': .*mining='hardest' must be one of 'all', 'hard'"),
+    ("losses.triplet", {"margin": -0.1}, r"'losses.triplet': .*margin=-0.1 must be >= 0"),
+    ("losses.clip", {"pairs": "txt"}, r"'losses.clip': .*pairs='txt' must be one of 'image', 'text'"),
+    ("losses.clip", {"pairs": "text"}, r"'losses.clip': image–text pairs need the text tower of an open_clip model, "
+                                       r"but model.backbone is 'timm:test_resnet'"),
+    ("losses.clip", {"pairs": "text", "prompt": "a face", "model": {"backbone": "open_clip:ViT-B-32"}},
+     r"'losses.clip': .*prompt 'a face' has no '\{\}'"),
+])
+def test_loss_option_choices_bounds_and_setup_are_checked_when_params_load(entry, change, pattern):
+    with pytest.raises(LossbenchError, match=pattern):
+        parse_params(with_change(entry, change))
+
+
+def test_image_text_clip_with_an_open_clip_backbone_is_accepted():
+    raw = with_change("losses.clip", {"pairs": "text", "model": {"backbone": "open_clip:ViT-B-32"}})
+    assert parse_params(raw).resolve_loss("clip").options["pairs"] == "text"
+
+
 def test_per_loss_overrides_merge_over_global_sections():
     raw = with_change("losses.triplet", {"margin": 0.3, "model": {"freeze": True, "dropout": 0.0},
                                          "train": {"ids_per_batch": 8, "augment": {"hflip": False}}})

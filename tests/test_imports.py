@@ -25,3 +25,10 @@ def test_training_stages_do_import_torch():  # the check above can fail: the hea
     code = "import sys, stages.train; print('torch' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "True"
+
+
+def test_create_loss_from_the_registry_module_alone():  # without the package's lazy loader having run
+    code = ("import torch; from lossbench.losses.registry import create_loss; "
+            "print(type(create_loss('triplet', 3, 4)).__name__)")
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "TripletLoss"

@@ -563,3 +563,5 @@ def test_clip_text_needs_names_and_an_open_clip_backbone(tiny_clip_weights):
     timm_context = LossContext(class_names=NAMES, backbone="timm:test_resnet")
     with pytest.raises(LossbenchError, match="open_clip"):
         create_loss("clip", NUM_CLASSES, DIM, context=timm_context, pairs="text")
+    with pytest.raises(LossbenchError, match=r"prompt 'a photo' has no '\{\}'"):
+        create_loss("clip", NUM_CLASSES, DIM, context=few, pairs="text", prompt="a photo")

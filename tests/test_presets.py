@@ -64,7 +64,8 @@ def test_clip_preset_prompts_encode_with_the_vit_b32_text_tower(params_file):
     names = ("Ada_Lovelace", "Alan_Turing", "Grace_Hopper")
     context = LossContext(class_names=names, backbone=spec.model.backbone, pretrained=None)  # random weights
     torch.manual_seed(0)
-    loss = create_loss(spec.type, len(names), spec.model.embed_dim, context=context, **spec.options)
+    with pytest.warns(UserWarning, match="randomly initialised text tower"):
+        loss = create_loss(spec.type, len(names), spec.model.embed_dim, context=context, **spec.options)
     assert loss.text_features.shape == (3, 512)  # ViT-B/32 text embedding width
     embeddings = torch.nn.functional.normalize(torch.randn(6, spec.model.embed_dim), dim=1)
     assert torch.isfinite(loss(embeddings, torch.tensor([0, 1, 2, 0, 1, 2])))

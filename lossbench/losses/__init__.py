@@ -12,9 +12,6 @@ from typing import Any
 
 from lossbench.losses.options import LOSS_OPTIONS, build_options, loss_options, loss_trains
 
-IMPLEMENTATIONS = ("arcface", "arcface_center", "baseline", "center_ce", "clip", "contrastive", "cosface", "supcon",
-                   "triplet")
-"""One module per loss; importing it registers the loss."""
 _LAZY = {"LOSSES": "registry", "create_loss": "registry", "register_loss": "registry", "MetricLoss": "base",
          "LossContext": "base"}
 
@@ -25,6 +22,5 @@ __all__ = ["LOSSES", "LOSS_OPTIONS", "LossContext", "MetricLoss", "build_options
 def __getattr__(name: str) -> Any:
     if name not in _LAZY:
         raise AttributeError(f"module 'lossbench.losses' has no attribute {name!r}")
-    for module in IMPLEMENTATIONS:
-        importlib.import_module(f"lossbench.losses.{module}")
+    importlib.import_module("lossbench.losses.registry").load_implementations()
     return getattr(importlib.import_module(f"lossbench.losses.{_LAZY[name]}"), name)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import torch
 import torch.nn.functional as F
@@ -78,6 +79,10 @@ class ClipLoss(MetricLoss):
             )
         prompts = [identity_prompt(self.options.prompt, name) for name in names]
         features = encode_prompts(self.context.backbone, self.context.pretrained, prompts)
+        if self.context.pretrained is None:
+            warnings.warn("loss 'clip' with pairs: text and model.pretrained: null encodes the prompts with a randomly "
+                          "initialised text tower: they tell the identities apart but carry no language prior",
+                          UserWarning, stacklevel=2)
         # Prompts share their template, so their features are nearly parallel (cosine ~0.9): centring them
         # over the identities keeps what tells the identities apart, which a linear map learns from far faster.
         self.register_buffer("text_features", F.normalize(features - features.mean(0), dim=1))

@@ -89,6 +89,13 @@ class ClipOptions(LossOptions):
     pairs: Pairs = "image"
     prompt: str = "a photo of {}"
 
+    def __post_init__(self) -> None:
+        if self.pairs == "text" and "{}" not in self.prompt:
+            raise LossbenchError(
+                f"loss 'clip': prompt {self.prompt!r} has no '{{}}' for the identity's name, so every identity would "
+                "get the same prompt; write it like 'a photo of {}'"
+            )
+
     def check_setup(self, backbone: str) -> None:
         family = backbone.partition(":")[0]
         if self.pairs == "text" and family != "open_clip":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from typing import Any, Callable
 
 from lossbench.errors import LossbenchError
@@ -9,6 +10,16 @@ from lossbench.losses.base import LossContext, MetricLoss
 from lossbench.losses.options import LOSS_OPTIONS, build_options, options_class
 
 LOSSES: dict[str, type[MetricLoss]] = {}
+IMPLEMENTATIONS = ("arcface", "arcface_center", "baseline", "center_ce", "clip", "contrastive", "cosface", "supcon",
+                   "triplet")
+"""One module per loss in this package; importing it registers the loss."""
+
+
+def load_implementations() -> dict[str, type[MetricLoss]]:
+    """Import every loss module (registering each loss) and return `LOSSES`."""
+    for module in IMPLEMENTATIONS:
+        importlib.import_module(f"lossbench.losses.{module}")
+    return LOSSES
 
 
 def register_loss(name: str) -> Callable[[type[MetricLoss]], type[MetricLoss]]:
@@ -36,7 +47,7 @@ def create_loss(type_name: str, num_classes: int, embed_dim: int, context: LossC
     `context` (identity names, backbone) is needed only by losses that use it, e.g. `clip` with `pairs: text`.
     """
     options_class(type_name)  # unknown names: the error lists the known losses
-    cls = LOSSES[type_name]
+    cls = load_implementations()[type_name]
     built = build_options(type_name, options)
     if embed_dim < 1:
         raise LossbenchError(f"loss {type_name!r}: embed_dim={embed_dim} must be >= 1")
