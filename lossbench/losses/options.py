@@ -120,14 +120,13 @@ class CenterCrossEntropyOptions(LossOptions):
 
 
 @options_for("arcface_center")
-class ArcFaceCenterOptions(LossOptions):
-    scale: float = option(64.0, gt=0)
-    margin: float = option(0.5, ge=0, lt=math.pi / 2)
+class ArcFaceCenterOptions(ArcFaceOptions):
+    """ArcFace's options (`scale`, `margin`, `weights_lr_mult`) plus the center loss and plain CE terms."""
+
     center_weight: float = option(0.01, ge=0)
     center_lr: float = option(0.01, gt=0)
     ce_weight: float = option(1.0, ge=0)
     ce_scale: float = option(16.0, gt=0)
-    weights_lr_mult: float = option(10.0, gt=0)
 
 
 # ----------------------------------------------------------------------------------------------- validation
