@@ -155,7 +155,7 @@ class Params:
         loss_type = entry.pop("type", name)
         model = _override(self.model, entry.pop("model", None), f"{key}.model")
         train = _override(self.train, entry.pop("train", None), f"{key}.train")
-        options = _validate_loss_options(loss_type, entry, key)
+        options = _validate_loss_options(loss_type, entry, key, model.backbone)
         return LossSpec(name=name, type=loss_type, options=options, model=model, train=train)
 
     def loss_specs(self) -> list[LossSpec]:
@@ -282,7 +282,8 @@ def _deep_update(target: dict, updates: Mapping) -> None:
             target[k] = v
 
 
-def _validate_loss_options(loss_type: str, options: Mapping, key: str) -> dict[str, Any]:
+def _validate_loss_options(loss_type: str, options: Mapping, key: str, backbone: str) -> dict[str, Any]:
+    """Types (with the key in the message), then choices, bounds and fit with ``backbone``, as the loss checks them."""
     from lossbench.losses.options import LOSS_OPTIONS, build_options, loss_options
 
     if loss_type not in LOSS_OPTIONS:
@@ -303,8 +304,8 @@ def _validate_loss_options(loss_type: str, options: Mapping, key: str) -> dict[s
         default = defaults[name]
         expected = type(default) if default is not None else type(value)
         resolved[name] = _coerce(value, expected, f"{key}.{name}")
-    try:  # choices and bounds, as the loss itself checks them
-        build_options(loss_type, resolved)
+    try:
+        build_options(loss_type, resolved).check_setup(backbone)
     except LossbenchError as exc:
         raise LossbenchError(f"params: '{key}': {exc}") from None
     return resolved
@@ -320,16 +321,6 @@ def _validate_backbone(spec: str, key: str) -> None:
         )
     if family not in BACKBONE_FAMILIES:
         raise LossbenchError(f"params: '{key}' has unknown backbone family {family!r}; use one of {', '.join(BACKBONE_FAMILIES)}.")
-
-
-def _check_loss_setup(spec: LossSpec) -> None:
-    """Loss options that cannot work with the loss's backbone (e.g. image–text pairs without a text tower)."""
-    from lossbench.losses.options import build_options
-
-    try:
-        build_options(spec.type, spec.options).check_setup(spec.model.backbone)
-    except LossbenchError as exc:
-        raise LossbenchError(f"params: 'losses.{spec.name}': {exc}") from None
 
 
 def parse_params(raw: Mapping) -> Params:
@@ -349,7 +340,6 @@ def parse_params(raw: Mapping) -> Params:
         )
     for spec in params.loss_specs():
         _validate_backbone(spec.model.backbone, f"losses.{spec.name}.model.backbone")
-        _check_loss_setup(spec)
         lo, hi = spec.train.augment.crop_scale if len(spec.train.augment.crop_scale) == 2 else (None, None)
         if lo is None or not 0.0 < lo <= hi <= 1.0:
             raise LossbenchError(

@@ -49,8 +49,9 @@ class ClipLoss(MetricLoss):
     partner among the other pairs' images. `pairs: text` (open_clip backbones) — as the source project did,
     every image is paired with its identity's prompt (`prompt`, `{}` = the identity's folder name), encoded
     once by the frozen open_clip text tower of the same weights and centred over the identities; a linear
-    map (trained) takes it to the embedding space. Either way logits = exp(logit_scale) · a · bᵀ, the pair itself is the target in both
-    directions and off-diagonal entries of the same identity are masked, not counted as negatives.
+    map (trained) takes it to the embedding space. Either way logits = exp(logit_scale) · a · bᵀ, the pair
+    itself is the target in both directions and off-diagonal entries of the same identity are masked, not
+    counted as negatives.
     `logit_scale` = log(1 / temperature) is learnable (as in open_clip, lr = base_lr, no weight decay)
     unless `learnable_temperature` is false, and exp(logit_scale) is capped at `max_logit_scale`.
     """
