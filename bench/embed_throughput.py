@@ -25,9 +25,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lossbench.training.builder import build_model
-from lossbench.training.encoders import ImageEncoder, encode_all
-from lossbench.training.run import transforms_for
+from lossbench.models.builder import build_model
+from lossbench.inference.encoders import ImageEncoder, encode_all
+from lossbench.inference.runs import transforms_for
 
 
 def run_case(p, input_size: int, count: int, batch: int, storage: Path, repeats: int) -> list[object]:
@@ -37,7 +37,7 @@ def run_case(p, input_size: int, count: int, batch: int, storage: Path, repeats:
     images[:] = rng.integers(0, 256, size=images.shape, dtype=np.uint8)
     images.flush()
     images = np.load(storage / "images.npy", mmap_mode="r")
-    model = build_model(dataclasses.replace(p.model, input_size=input_size), size, p.seed).eval()
+    model = build_model(dataclasses.replace(p.model, input_size=input_size), size, p.seed, p.seed + 1, "mlp").eval()
     _, eval_tf = transforms_for(model, p.train)
     # one timed unit = one batch; each side cycles through the same batches, so a round compares like with like
     encoders = [ImageEncoder(images, np.arange(s, min(s + batch, count)), eval_tf, torch.device("cpu"))

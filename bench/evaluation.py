@@ -1,6 +1,6 @@
 """Our exact retrieval metrics vs pytorch-metric-learning's AccuracyCalculator on the same embeddings.
 
-``lossbench.metrics.retrieval.evaluate_retrieval`` (top-1/5/10, mAP, MAP@R, R-precision, CMC in one
+``lossbench.metrics.ranking.evaluate_retrieval`` (top-1/5/10, mAP, MAP@R, R-precision, CMC in one
 call) vs ``AccuracyCalculator(include=(precision_at_1, mean_average_precision_at_r, r_precision))``
 with exact cosine k-NN (``CustomKNN(CosineSimilarity())``, as in tests/test_metrics.py) and with its
 default k-NN (FAISS). Same values (max abs difference) and the time ratio. Goal: not slower.
@@ -23,7 +23,7 @@ from pytorch_metric_learning.distances import CosineSimilarity
 from pytorch_metric_learning.utils.accuracy_calculator import AccuracyCalculator
 from pytorch_metric_learning.utils.inference import CustomKNN
 
-from lossbench.metrics.retrieval import evaluate_retrieval
+from lossbench.metrics.ranking import evaluate_retrieval
 
 PAIRS = {"top1": "precision_at_1", "map_at_r": "mean_average_precision_at_r", "r_precision": "r_precision"}
 

@@ -29,10 +29,10 @@ import numpy as np
 import torch
 
 from lossbench.losses import create_loss
-from lossbench.training.builder import build_model
-from lossbench.training.encoders import FeatureEncoder, ImageEncoder
-from lossbench.training.features import compute_features
-from lossbench.training.run import transforms_for
+from lossbench.models.builder import build_model
+from lossbench.inference.encoders import FeatureEncoder, ImageEncoder
+from lossbench.inference.features import compute_features
+from lossbench.inference.runs import transforms_for
 from lossbench.training.trainer import Trainer, TrainSettings
 
 
@@ -60,11 +60,11 @@ def run_case(case: Case, p, storage: Path, repeats: int) -> list[object]:
     rows = np.arange(len(labels))
     images = make_images(storage, len(rows), p.data.image_size, p.seed)
     model_cfg = dataclasses.replace(p.model, backbone=case.backbone, freeze=True, input_size=case.input_size)
-    model = build_model(model_cfg, p.data.image_size, p.seed)
+    model = build_model(model_cfg, p.data.image_size, p.seed, p.seed + 1, "mlp")
     train_tf, eval_tf = transforms_for(model, p.train)
     spec = p.resolve_loss(p.loss)
-    settings = TrainSettings(epochs=repeats + 2, ids_per_batch=case.ids_per_batch, images_per_id=case.images_per_id,
-                             lr=p.train.lr, weight_decay=p.train.weight_decay, seed=p.seed)
+    settings = dataclasses.replace(TrainSettings.from_config(p.train, p.seed), epochs=repeats + 2,
+                                   ids_per_batch=case.ids_per_batch, images_per_id=case.images_per_id)
 
     start = time.perf_counter()
     cache = compute_features(model, images, rows, np.arange(0), train_tf, eval_tf, p.train.feature_views,

@@ -32,6 +32,7 @@ class Command:
 def _search_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("images", nargs="+", metavar="IMAGE", help="image file(s) to search with")
     parser.add_argument("--loss", help="whose model and index to use (default: params.yaml 'loss', the headline)")
+    parser.add_argument("--seed", type=int, help="which training seed's run (default: the first of params.yaml 'seeds')")
     parser.add_argument("-k", type=int, default=10, help="results per image (default: 10)")
     parser.add_argument("--grid", metavar="PNG", help="also draw the queries and their results into this figure")
 
@@ -45,7 +46,10 @@ def _search(args: argparse.Namespace) -> None:
     if loss not in params.losses:
         raise LossbenchError(f"unknown loss {loss!r}: --loss must be one of the configured losses "
                              f"({', '.join(params.losses)}; params.yaml 'losses')")
-    results = search_images(args.images, loss, args.k, params.data.original, flip_tta=params.evaluate.flip_tta,
+    seed = params.seeds[0] if args.seed is None else args.seed
+    if seed not in params.seeds:
+        raise LossbenchError(f"--seed {seed} is not one of the configured training seeds {params.seeds}")
+    results = search_images(args.images, loss, seed, args.k, params.data.original, flip_tta=params.evaluate.flip_tta,
                             batch_size=params.evaluate.batch_size)
     print(format_results(results, loss))
     if args.grid:

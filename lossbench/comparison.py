@@ -1,9 +1,16 @@
-"""The comparison of every configured loss: tables, overlay figures and the headline loss's metrics."""
+"""The comparison of every configured loss over every training seed: verdicts with uncertainty.
+
+For each metric and loss: the mean over seeds, a 95% interval covering training randomness and test-identity
+sampling, the paired difference with the best loss, ties and rank stability (:mod:`lossbench.stats`). Writes
+``metrics/comparison.{md,csv,tex}``, the compact DVC metrics ``metrics/summary.json`` (per loss) and
+``metrics/metrics.json`` (the headline loss), and figures with uncertainty.
+"""
 
 from __future__ import annotations
 
 import json
-import shutil
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -11,62 +18,189 @@ import pandas as pd
 from lossbench import paths
 from lossbench.config import LossSpec, Params
 from lossbench.errors import LossbenchError
+from lossbench.evaluation import INDEX_PREFIX, REPLICATES_FILE
 from lossbench.io import atomic_write_json
-from lossbench.training.checkpoint import load_config
+from lossbench.metrics.verification import far_key
+from lossbench.stats import Verdict, few_events, summarize
 
-HEADLINE_CURVES = paths.HEADLINE_METRICS.parent / "headline"
-
-
-def read_loss_metrics(loss: str) -> dict:
-    path = paths.loss_metrics_path(loss)
-    if not path.is_file():
-        raise LossbenchError(f"{path} not found: evaluate loss '{loss}' first (`dvc repro evaluate@{loss}`)")
-    return json.loads(path.read_text(encoding="utf-8"))
+LOWER_IS_BETTER = frozenset({"eer"})
+HEADLINE_METRIC = "score"
+SUMMARY_METRICS = ("score", "top1", "mAP", "roc_auc", "eer")
+"""The few numbers per loss in ``metrics/summary.json`` (DVC metrics; the full table is comparison.csv)."""
 
 
-def table_row(spec: LossSpec, metrics: dict) -> dict:
-    """One row of the comparison table: the settings the source projects reported, then the metrics."""
-    summary = load_config(paths.model_dir(spec.name)).get("summary", {})
+def metric_keys(params: Params) -> list[str]:
+    """Every compared metric: exact ranking, verification, then what the FAISS index returns."""
+    ranking = ["score", *[f"top{k}" for k in sorted(set(params.evaluate.topk) | {1, 5, 10})], "mAP", "map_at_r",
+               "r_precision"]
+    verification = ["roc_auc", "eer", *[far_key(f) for f in params.evaluate.far]]
+    index = [INDEX_PREFIX + key for key in ranking[: 1 + len(set(params.evaluate.topk) | {1, 5, 10})]]
+    return ranking + verification + index
+
+
+@dataclass
+class Runs:
+    """Every run's point metrics and bootstrap replicates, by loss then seed."""
+
+    metrics: dict[str, list[dict[str, Any]]]
+    replicates: dict[str, list[dict[str, np.ndarray]]]
+
+    @classmethod
+    def load(cls, params: Params) -> "Runs":
+        metrics, replicates = {}, {}
+        for loss in params.losses:
+            metrics[loss], replicates[loss] = [], []
+            for seed in params.seeds:
+                path = paths.run_metrics_path(loss, seed)
+                if not path.is_file():
+                    raise LossbenchError(f"{path} not found: evaluate the run first (`dvc repro evaluate@{loss}-{seed}`)")
+                metrics[loss].append(json.loads(path.read_text(encoding="utf-8")))
+                with np.load(paths.evaluation_dir(loss, seed) / REPLICATES_FILE) as data:
+                    replicates[loss].append({key: data[key] for key in data.files})
+        return cls(metrics, replicates)
+
+    def verdicts(self, metric: str, params: Params) -> dict[str, Verdict]:
+        point = {loss: [run[metric] for run in runs] for loss, runs in self.metrics.items()}
+        reps = {loss: np.stack([run[metric] for run in runs]) for loss, runs in self.replicates.items()}
+        first = next(iter(self.metrics.values()))[0]
+        return summarize(point, reps, confidence=params.stats.confidence,
+                         higher_is_better=metric not in LOWER_IS_BETTER, identities=first["num_identities"],
+                         seed=params.seed)
+
+    def flagged(self, metric: str, params: Params) -> dict[str, bool]:
+        """TAR@FAR cells resting on fewer than ``stats.min_events`` impostor pairs above threshold (any seed)."""
+        key = f"impostors_above_{metric}"
+        return {loss: any(few_events(run[key], params.stats.min_events) for run in runs if key in run)
+                for loss, runs in self.metrics.items()}
+
+
+def settings_of(spec: LossSpec, seeds: list[int]) -> dict[str, Any]:
+    """The settings a row reports (the source projects' table: frozen, batch, epochs, weight decay, dropout)."""
+    epochs = []
+    for seed in seeds:
+        summary = paths.train_log_dir(spec.name, seed) / "summary.json"
+        if summary.is_file():
+            epochs.append(json.loads(summary.read_text(encoding="utf-8")).get("epochs_trained", 0))
     return {
-        "loss": spec.name,
-        "frozen": spec.model.freeze,
+        "frozen": bool(spec.model.freeze or not spec.trains),
         "batch_size": spec.train.ids_per_batch * spec.train.images_per_id,
-        "epochs": int(summary.get("epochs_trained", 0)),
+        "epochs": float(np.mean(epochs)) if epochs else 0.0,
+        "lr": spec.train.lr,
         "weight_decay": spec.train.weight_decay,
         "dropout": spec.model.dropout,
-        **{k: v for k, v in metrics.items() if isinstance(v, (int, float))},
+        "options": ", ".join(f"{k}={v}" for k, v in spec.options.items()) or "—",
     }
 
 
-def _curves(loss: str, name: str, x: str, y: str) -> tuple[np.ndarray, np.ndarray]:
-    frame = pd.read_csv(paths.curves_dir(loss) / f"{name}.csv")
-    return frame[x].to_numpy(), frame[y].to_numpy()
-
-
 def compare(params: Params) -> str:
-    """Write metrics/comparison.{md,csv,tex}, figures/comparison/*.png and metrics/metrics.json."""
-    from lossbench.report.figures import overlay_curves, score_bar
-    from lossbench.report.tables import comparison_frame, to_markdown, write_tables
+    """Write the tables, the DVC metrics and the figures; return a summary line."""
+    from lossbench.report.tables import Cell, Row, Study, to_markdown, write_tables
 
-    specs = params.loss_specs()
-    metrics = {spec.name: read_loss_metrics(spec.name) for spec in specs}
-    frame = comparison_frame([table_row(spec, metrics[spec.name]) for spec in specs])
-    write_tables(frame, paths.COMPARISON)
+    runs = Runs.load(params)
+    keys = [k for k in metric_keys(params) if all(k in run for runs_ in runs.metrics.values() for run in runs_)]
+    verdicts = {key: runs.verdicts(key, params) for key in keys}
+    flags = {key: runs.flagged(key, params) for key in keys if key.startswith("tar_at_far_")}
+    specs = {spec.name: spec for spec in params.loss_specs()}
+    rows = []
+    for loss in params.losses:
+        cells = {}
+        for key in keys:
+            v = verdicts[key][loss]
+            cells[key] = Cell(mean=v.mean, low=v.low, high=v.high, best=v.best, tied=v.tied,
+                              flagged=flags.get(key, {}).get(loss, False),
+                              diff=None if v.best else v.diff, diff_low=None if v.best else v.diff_low,
+                              diff_high=None if v.best else v.diff_high, p_first=v.p_first)
+        rows.append(Row(loss=loss, settings=settings_of(specs[loss], params.seeds), cells=cells))
+    first = runs.metrics[params.loss][0]
+    study = Study(seeds=len(params.seeds), resamples=params.stats.resamples, confidence=params.stats.confidence,
+                  headline_metric=HEADLINE_METRIC, index_factory=params.index.factory,
+                  queries=int(first["num_queries"]), identities=int(first["num_identities"]))
+    write_tables(rows, study, paths.COMPARISON)
+    _write_metrics(params, verdicts)
+    _figures(params, rows, runs)
+    print(to_markdown(rows, study))
+    headline = verdicts[HEADLINE_METRIC]
+    best = next(loss for loss, v in headline.items() if v.best)
+    tied = [loss for loss, v in headline.items() if v.tied and not v.best]
+    h = headline[params.loss]
+    return (f"{len(params.losses)} losses x {len(params.seeds)} seeds; headline {params.loss} "
+            f"score {h.mean:.1f} [{h.low:.1f}, {h.high:.1f}]; best {best} {headline[best].mean:.1f}"
+            + (f", tied with it: {', '.join(tied)}" if tied else ", no loss tied with it"))
 
-    figures = paths.FIGURES / "comparison"
-    figures.mkdir(parents=True, exist_ok=True)
-    score_bar({name: m["score"] for name, m in metrics.items()}, figures / "score.png", highlight=params.loss)
-    overlay_curves({name: _curves(name, "cmc", "rank", "accuracy") for name in metrics}, figures / "cmc.png",
-                   xlabel="rank", ylabel="identification accuracy", title="CMC (test split)")
-    overlay_curves({name: _curves(name, "roc", "fpr", "tpr") for name in metrics}, figures / "roc.png",
-                   xlabel="false accept rate", ylabel="true accept rate", title="ROC (test split)", logx=True)
 
-    HEADLINE_CURVES.mkdir(parents=True, exist_ok=True)
-    for name in ("roc.csv", "cmc.csv"):
-        shutil.copyfile(paths.curves_dir(params.loss) / name, HEADLINE_CURVES / name)
-    headline = {"loss": params.loss, **{k: v for k, v in metrics[params.loss].items() if isinstance(v, (int, float))}}
+def _write_metrics(params: Params, verdicts: dict[str, dict[str, Verdict]]) -> None:
+    """``metrics/summary.json`` (a few numbers per loss) and ``metrics/metrics.json`` (the headline loss)."""
+    def numbers(loss: str, keys) -> dict[str, float]:
+        out = {}
+        for key in keys:
+            if key in verdicts:
+                v = verdicts[key][loss]
+                out.update({key: round(v.mean, 6), f"{key}_low": round(v.low, 6), f"{key}_high": round(v.high, 6)})
+        return out
+
+    summary = {loss: {**numbers(loss, SUMMARY_METRICS[:3]),
+                      "tied_with_best": bool(verdicts[HEADLINE_METRIC][loss].tied),
+                      "p_best": round(verdicts[HEADLINE_METRIC][loss].p_first, 4)}
+               for loss in params.losses}
+    atomic_write_json(paths.SUMMARY_METRICS, summary)
+    headline = {"loss": params.loss, "seeds": len(params.seeds), **numbers(params.loss, SUMMARY_METRICS),
+                **summary[params.loss]}
     atomic_write_json(paths.HEADLINE_METRICS, headline)
-    print(to_markdown(frame))
-    best = max(metrics, key=lambda name: metrics[name]["score"])
-    return (f"{len(specs)} losses compared; headline {params.loss} score={metrics[params.loss]['score']:.1f}; "
-            f"best {best} score={metrics[best]['score']:.1f}")
+
+
+def _curves(loss: str, seeds: list[int], name: str, x: str, y: str) -> list[tuple[np.ndarray, np.ndarray]]:
+    frames = [pd.read_csv(paths.curves_dir(loss, seed) / f"{name}.csv") for seed in seeds]
+    return [(frame[x].to_numpy(), frame[y].to_numpy()) for frame in frames]
+
+
+def _figures(params: Params, rows: list, runs: Runs) -> None:
+    from lossbench.report.figures import interval_bars, seed_curves
+
+    out = paths.FIGURES / "comparison"
+    out.mkdir(parents=True, exist_ok=True)
+    for metric in ("score", "mAP"):
+        interval_bars(rows, metric, out / f"{metric}.png", highlight=params.loss)
+    seed_curves({loss: _curves(loss, params.seeds, "cmc", "rank", "accuracy") for loss in params.losses},
+                out / "cmc.png", xlabel="rank", ylabel="identification accuracy", title="CMC (test split)")
+    seed_curves({loss: _curves(loss, params.seeds, "roc", "fpr", "tpr") for loss in params.losses},
+                out / "roc.png", xlabel="false accept rate", ylabel="true accept rate", title="ROC (test split)",
+                logx=True)
+    if params.evaluate.tsne or params.evaluate.examples:
+        _headline_figures(params, out)
+
+
+def _headline_figures(params: Params, out) -> None:
+    """t-SNE and a retrieval grid of the headline loss's first seed."""
+    from lossbench.data.store import load_processed
+    from lossbench.evaluation import TestSet
+    from lossbench.metrics.ranking import rank_gallery
+    from lossbench.report.figures import retrieval_grid, tsne_plot
+
+    loss, seed = params.loss, params.seeds[0]
+    images, manifest = load_processed(paths.PROCESSED)
+    test = TestSet.load(loss, seed, manifest)
+    if params.evaluate.tsne:
+        embeddings = np.concatenate([test.query, test.gallery])
+        labels = np.concatenate([test.query_labels, test.gallery_labels])
+        roles = np.array(["query"] * len(test.query) + ["gallery"] * len(test.gallery))
+        tsne_plot(embeddings, labels, roles, out / "tsne.png", seed=params.seed,
+                  title=f"t-SNE of {loss} (seed {seed}) test embeddings")
+    count = min(params.evaluate.examples, len(test.query))
+    if count:
+        rows = _set_rows(loss, seed)
+        chosen = np.random.default_rng(params.seed).choice(len(test.query), size=count, replace=False)
+        scores, ids = rank_gallery(test.query[chosen], test.gallery, 5)
+        retrieval_grid(
+            queries=[np.asarray(images[rows["query"][i]]) for i in chosen],
+            results=[[np.asarray(images[rows["gallery"][j]]) for j in ids[n]] for n in range(count)],
+            correct=[[bool(test.gallery_labels[j] == test.query_labels[i]) for j in ids[n]]
+                     for n, i in enumerate(chosen)],
+            scores=[[float(s) for s in scores[n]] for n in range(count)],
+            path=out / "retrieval.png",
+        )
+
+
+def _set_rows(loss: str, seed: int) -> dict[str, np.ndarray]:
+    from lossbench.embedding_sets import load_embeddings
+
+    return {name: load_embeddings(paths.embeddings_dir(loss, seed), name)[1] for name in ("query", "gallery")}

@@ -1,10 +1,14 @@
-"""Evaluate one loss on the test split: retrieval through its FAISS index, exact metrics, curves and figures."""
+"""Evaluate one run (a loss × a training seed) on the test split.
+
+Writes the run's metrics (exact ranking, what its FAISS index returns, verification), its ROC/CMC curves,
+and the bootstrap replicates of every metric over resampled test identities — the raw material of the
+comparison's confidence intervals (:mod:`lossbench.stats`). Every run of a study is scored on the same
+queries and resampled with the same identity draws, so losses are compared pairwise.
+"""
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -13,106 +17,88 @@ from lossbench import paths
 from lossbench.config import Params
 from lossbench.data.store import load_processed
 from lossbench.embedding_sets import load_embeddings
-from lossbench.io import atomic_write_json, atomic_write_text
-from lossbench.metrics.retrieval import evaluate_retrieval, rank_gallery
+from lossbench.faiss_index import load_index, search
+from lossbench.io import atomic_write_json, atomic_write_text, atomic_save_npz
+from lossbench.metrics.ranking import cosine_similarity_chunks, evaluate_retrieval, per_query_values
 from lossbench.metrics.verification import evaluate_verification
-from lossbench.retrieval.index import load_index, search
+from lossbench.stats import identity_weights, impostors_above, mean_replicates, verification_replicates
+
+INDEX_PREFIX = "index_"
+"""Metrics of what the configured FAISS index returns carry this prefix (``index_top1``, ``index_score`` …)."""
+
+REPLICATES_FILE = "replicates.npz"
 
 
 @dataclass
 class TestSet:
-    """Test query/gallery embeddings of one loss with their labels and manifest rows."""
+    """Test query/gallery embeddings of one run with their labels."""
 
     query: np.ndarray
-    query_rows: np.ndarray
     gallery: np.ndarray
-    gallery_rows: np.ndarray
-    manifest: pd.DataFrame
+    query_labels: np.ndarray
+    gallery_labels: np.ndarray
 
     @classmethod
-    def load(cls, loss: str, manifest: pd.DataFrame) -> "TestSet":
-        query, query_rows = load_embeddings(paths.embeddings_dir(loss), "query")
-        gallery, gallery_rows = load_embeddings(paths.embeddings_dir(loss), "gallery")
-        return cls(np.asarray(query), query_rows, np.asarray(gallery), gallery_rows, manifest.set_index("row"))
+    def load(cls, loss: str, seed: int, manifest: pd.DataFrame) -> "TestSet":
+        directory = paths.embeddings_dir(loss, seed)
+        query, query_rows = load_embeddings(directory, "query")
+        gallery, gallery_rows = load_embeddings(directory, "gallery")
+        labels = manifest.set_index("row")["label"]
+        return cls(np.asarray(query), np.asarray(gallery), labels.loc[query_rows].to_numpy(),
+                   labels.loc[gallery_rows].to_numpy())
 
-    def labels(self, rows: np.ndarray) -> np.ndarray:
-        return self.manifest.loc[rows, "label"].to_numpy()
-
-    @property
-    def query_labels(self) -> np.ndarray:
-        return self.labels(self.query_rows)
-
-    @property
-    def gallery_labels(self) -> np.ndarray:
-        return self.labels(self.gallery_rows)
-
-
-def index_recall(index_ids: np.ndarray, exact_ids: np.ndarray) -> float:
-    """Mean share of the exact top-k that the index also returned (1.0 for an exact index)."""
-    k = exact_ids.shape[1]
-    hits = [len(np.intersect1d(a[a >= 0], b)) for a, b in zip(index_ids, exact_ids)]
-    return float(np.mean(hits) / k)
+    def similarities(self) -> np.ndarray:
+        """Cosine similarity of every query (rows) with every gallery item (columns)."""
+        scores = np.empty((len(self.query), len(self.gallery)), dtype=np.float32)
+        for rows, sim in cosine_similarity_chunks(self.query, self.gallery):
+            scores[rows] = sim
+        return scores
 
 
-def _write_curves(directory: Path, retrieval: dict, verification: dict) -> None:
+def index_first_hits(ids: np.ndarray, query_labels: np.ndarray, gallery_labels: np.ndarray) -> np.ndarray:
+    """0-based position of each query's first same-label result in what the index returned (k = a miss)."""
+    found = ids >= 0
+    same = found & (gallery_labels[np.where(found, ids, 0)] == query_labels[:, None])
+    return np.where(same.any(axis=1), same.argmax(axis=1), ids.shape[1])
+
+
+def evaluate_run(params: Params, loss: str, seed: int) -> str:
+    """Write ``metrics/runs/<loss>/seed<seed>.json``, its curves and replicates; return a summary line."""
+    _, manifest = load_processed(paths.PROCESSED)
+    test = TestSet.load(loss, seed, manifest)
+    topk = tuple(params.evaluate.topk)
+    far = tuple(params.evaluate.far)
+
+    exact = evaluate_retrieval(test.query, test.query_labels, test.gallery, test.gallery_labels, topk=topk,
+                               per_query=True)
+    scored = exact.pop("scored")
+    per_query = exact.pop("per_query")
+    k = min(max(max(topk), 10), len(test.gallery))
+    _, ids = search(load_index(paths.index_path(loss, seed)), test.query[scored], k)
+    first_hit = index_first_hits(ids, test.query_labels[scored], test.gallery_labels)
+    per_query.update({INDEX_PREFIX + key: value for key, value in per_query_values(first_hit, topk).items()})
+
+    verification = evaluate_verification(test.query, test.query_labels, test.gallery, test.gallery_labels, far=far)
+    scores = test.similarities()
+    genuine = test.query_labels[:, None] == test.gallery_labels[None, :]
+    metrics = {key: value for key, value in {**exact, **verification}.items() if key not in ("cmc", "roc")}
+    metrics["num_identities"] = int(np.unique(test.query_labels[scored]).size)
+    metrics.update({key: float(np.mean(value)) for key, value in per_query.items() if key.startswith(INDEX_PREFIX)})
+    metrics.update({f"impostors_above_{key}": int(count) for key, count in impostors_above(scores, genuine, far).items()})
+
+    weights = identity_weights(test.query_labels, params.stats.resamples, params.seed)
+    replicates = {key: mean_replicates(value, weights[:, scored]) for key, value in per_query.items()}
+    replicates.update(verification_replicates(scores, genuine, weights, far))
+
+    atomic_write_json(paths.run_metrics_path(loss, seed), metrics)
+    atomic_save_npz(paths.evaluation_dir(loss, seed) / REPLICATES_FILE, replicates)
+    _write_curves(paths.curves_dir(loss, seed), exact, verification)
+    return (f"{loss} seed {seed}: top1={metrics['top1']:.3f} score={metrics['score']:.1f} mAP={metrics['mAP']:.3f} "
+            f"ROC-AUC={metrics['roc_auc']:.3f}; index top1={metrics[INDEX_PREFIX + 'top1']:.3f} "
+            f"({metrics['num_queries']} queries, {len(test.gallery)} gallery)")
+
+
+def _write_curves(directory, retrieval: dict, verification: dict) -> None:
     cmc = pd.DataFrame({"rank": np.arange(1, len(retrieval["cmc"]) + 1), "accuracy": retrieval["cmc"]})
     atomic_write_text(directory / "cmc.csv", cmc.to_csv(index=False))
     atomic_write_text(directory / "roc.csv", pd.DataFrame(verification["roc"]).to_csv(index=False))
-
-
-def _figures(params: Params, loss: str, test: TestSet, images: np.ndarray, ids: np.ndarray, scores: np.ndarray) -> list[str]:
-    from lossbench.report.figures import retrieval_grid, tsne_plot
-
-    out = paths.figures_dir(loss)
-    out.mkdir(parents=True, exist_ok=True)
-    written = []
-    if params.evaluate.tsne:
-        embeddings = np.concatenate([test.query, test.gallery])
-        labels = np.concatenate([test.query_labels, test.gallery_labels])
-        roles = np.array(["query"] * len(test.query) + ["gallery"] * len(test.gallery))
-        tsne_plot(embeddings, labels, roles, out / "tsne.png", seed=params.seed)
-        written.append("tsne.png")
-    count = min(params.evaluate.examples, len(test.query))
-    if count:
-        chosen = np.random.default_rng(params.seed).choice(len(test.query), size=count, replace=False)
-        k = min(5, ids.shape[1])
-        q_labels, g_labels = test.query_labels, test.gallery_labels
-        retrieval_grid(
-            queries=[np.asarray(images[test.query_rows[i]]) for i in chosen],
-            results=[[np.asarray(images[test.gallery_rows[j]]) for j in ids[i, :k]] for i in chosen],
-            correct=[[bool(g_labels[j] == q_labels[i]) for j in ids[i, :k]] for i in chosen],
-            scores=[[float(s) for s in scores[i, :k]] for i in chosen],
-            path=out / "retrieval.png",
-        )
-        written.append("retrieval.png")
-    return written
-
-
-def evaluate_loss(params: Params, loss: str) -> str:
-    """Write ``metrics/losses/<loss>.json``, its ROC/CMC curves and figures; return a summary line."""
-    images, manifest = load_processed(paths.PROCESSED)
-    test = TestSet.load(loss, manifest)
-    topk = tuple(params.evaluate.topk)
-    k = min(max(topk), len(test.gallery))
-
-    index = load_index(paths.index_path(loss))
-    start = time.perf_counter()
-    scores, ids = search(index, test.query, k)
-    search_seconds = time.perf_counter() - start
-    _, exact_ids = rank_gallery(test.query, test.gallery, k)
-
-    retrieval = evaluate_retrieval(test.query, test.query_labels, test.gallery, test.gallery_labels, topk=topk)
-    verification = evaluate_verification(test.query, test.query_labels, test.gallery, test.gallery_labels,
-                                         far=tuple(params.evaluate.far))
-    metrics = {key: value for key, value in {**retrieval, **verification}.items() if key not in ("cmc", "roc")}
-    metrics.update({
-        "num_gallery": int(len(test.gallery)),
-        f"index_recall_at_{k}": index_recall(ids, exact_ids),
-        "search_queries_per_second": round(len(test.query) / max(search_seconds, 1e-9), 1),
-    })
-    _write_curves(paths.curves_dir(loss), retrieval, verification)
-    _figures(params, loss, test, images, ids, scores)
-    atomic_write_json(paths.loss_metrics_path(loss), metrics)
-    return (f"{loss}: top1={metrics['top1']:.3f} top5={metrics['top5']:.3f} top10={metrics['top10']:.3f} "
-            f"score={metrics['score']:.1f} mAP={metrics['mAP']:.3f} ROC-AUC={metrics['roc_auc']:.3f} "
-            f"({metrics['num_queries']} queries, {metrics['num_gallery']} gallery)")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -44,21 +43,18 @@ def atomic_save_npy(path: str | os.PathLike, array: np.ndarray) -> None:
             np.save(handle, array)
 
 
+def atomic_save_npz(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> None:
+    """Named arrays in one uncompressed ``.npz`` file, written atomically."""
+    with _atomic_path(path) as tmp:
+        with open(tmp, "wb") as handle:
+            np.savez(handle, **arrays)
+
+
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
     import torch
 
     with _atomic_path(path) as tmp:
         torch.save(obj, tmp)
-
-
-def seed_everything(seed: int) -> None:
-    """Seed Python, NumPy and torch, and ask torch for deterministic kernels."""
-    import torch
-
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-    torch.use_deterministic_algorithms(True, warn_only=True)
 
 
 @contextmanager

@@ -2,7 +2,9 @@
 
 A preset file holds a one-line ``description`` and ``params``, an overlay of params.yaml: every key it lists
 is set; its ``losses`` mapping is the exact set of losses (configured losses it does not list are removed,
-listed entries are overlaid on the existing ones); every other setting stays as it is.
+listed entries are overlaid on the existing ones); every other setting stays as it is. params have no
+defaults, so a preset lists every option of each loss it configures (it then works whichever losses
+params.yaml configures); per-loss ``model``/``train`` overrides list only what they change.
 
 A preset becomes Hydra overrides, i.e. ``dvc exp run -S …`` arguments, computed against the current
 params.yaml. ``--apply`` runs those same overrides through DVC's own ``-S`` implementation on a copy of

@@ -3,7 +3,7 @@
 A query file goes through exactly what a gallery image went through: preprocess's decode and resize
 (:func:`open_rgb`, :func:`resize_center_crop` to the stored image size), then embed's eval transform,
 model call and optional flip TTA (:class:`ImageEncoder`, :func:`encode_all`). Results are gallery rows
-of the saved index (``data/index/<loss>.faiss``), mapped to the manifest through ``gallery_rows.npy``.
+of the saved index (``data/index/<loss>/seed<seed>.faiss``), mapped to the manifest through ``gallery_rows.npy``.
 
 A query's identity is known when its file lies in an identity folder of the data root
 (``<root>/<identity>/…``, or ``<root>/train/<identity>/…`` in the challenge layout); the grid then frames
@@ -27,14 +27,13 @@ from lossbench.data.preprocess import resize_center_crop
 from lossbench.data.scan import CHALLENGE, UnusableImage, detect_layout, open_rgb
 from lossbench.data.store import IMAGES_FILE, MANIFEST_FILE, load_processed
 from lossbench.data.transforms import build_eval_transform
-from lossbench.embedding import embedding_call
 from lossbench.embedding_sets import load_embeddings
 from lossbench.errors import LossbenchError
 from lossbench.models import EmbeddingModel
-from lossbench.retrieval.index import load_index, search
-from lossbench.training.checkpoint import CONFIG, load_model
-from lossbench.training.encoders import ImageEncoder, encode_all
-from lossbench.training.run import pick_device
+from lossbench.faiss_index import load_index, search
+from lossbench.inference.checkpoint import CONFIG, load_model
+from lossbench.inference.encoders import ImageEncoder, encode_all
+from lossbench.runtime import pick_device
 
 NEUTRAL_COLOR = (150, 150, 150)
 """Frame colour of every result in the grid when the query's identity is unknown."""
@@ -61,18 +60,18 @@ class QueryResult:
     pixels: np.ndarray
 
 
-def pipeline_outputs(loss: str) -> list[Path]:
-    """What search reads for ``loss``: processed data, model, gallery rows and the FAISS index."""
-    return [paths.PROCESSED / IMAGES_FILE, paths.PROCESSED / MANIFEST_FILE, paths.model_dir(loss) / CONFIG,
-            paths.embeddings_dir(loss) / "gallery_rows.npy", paths.index_path(loss)]
+def pipeline_outputs(loss: str, seed: int) -> list[Path]:
+    """What search reads for a run: processed data, model, gallery rows and the FAISS index."""
+    return [paths.PROCESSED / IMAGES_FILE, paths.PROCESSED / MANIFEST_FILE, paths.model_dir(loss, seed) / CONFIG,
+            paths.embeddings_dir(loss, seed) / "gallery_rows.npy", paths.index_path(loss, seed)]
 
 
-def check_pipeline(loss: str) -> None:
+def check_pipeline(loss: str, seed: int) -> None:
     """Fail with the command to run when an output of the pipeline that search reads is missing."""
-    missing = [str(p) for p in pipeline_outputs(loss) if not p.is_file()]
+    missing = [str(p) for p in pipeline_outputs(loss, seed) if not p.is_file()]
     if missing:
-        raise LossbenchError(f"the pipeline has not produced {', '.join(missing)} yet: run `dvc repro index@{loss}` "
-                             "(or `dvc repro`) in the project root first")
+        raise LossbenchError(f"the pipeline has not produced {', '.join(missing)} yet: run "
+                             f"`dvc repro index@{loss}-{seed}` (or `dvc repro`) in the project root first")
 
 
 def load_query_image(path: str | os.PathLike, size: int) -> np.ndarray:
@@ -102,31 +101,30 @@ def query_identity(path: str | os.PathLike, root: str | os.PathLike) -> str | No
     return parts[0] if len(parts) >= 2 else None
 
 
-def embed_images(model: EmbeddingModel, config: dict, images: np.ndarray, batch_size: int,
-                 flip_tta: bool) -> np.ndarray:
+def embed_images(model: EmbeddingModel, images: np.ndarray, batch_size: int, flip_tta: bool) -> np.ndarray:
     """Embeddings of uint8 images with the eval transform and model call the embed stage uses."""
     backbone = model.backbone
     transform = build_eval_transform(backbone.input_size, backbone.mean, backbone.std)
     device = next(model.parameters()).device
-    encoder = ImageEncoder(images, np.arange(len(images)), transform, device, call=embedding_call(config))
+    encoder = ImageEncoder(images, np.arange(len(images)), transform, device)
     return encode_all(model, encoder, batch_size, flip_tta=flip_tta)
 
 
-def search_images(images: Sequence[str | os.PathLike], loss: str, k: int, data_root: str | os.PathLike,
-                  flip_tta: bool = False, batch_size: int = 64) -> list[QueryResult]:
-    """Top-``k`` test gallery matches of every image file for ``loss`` (run from the project root)."""
+def search_images(images: Sequence[str | os.PathLike], loss: str, seed: int, k: int, data_root: str | os.PathLike,
+                  flip_tta: bool, batch_size: int) -> list[QueryResult]:
+    """Top-``k`` test gallery matches of every image file for one run (run from the project root)."""
     if k < 1:
         raise LossbenchError(f"-k {k}: ask for at least 1 result")
-    check_pipeline(loss)
+    check_pipeline(loss, seed)
     stored, manifest = load_processed(paths.PROCESSED)
     pixels = np.stack([load_query_image(image, stored.shape[1]) for image in images])
-    _, gallery_rows = load_embeddings(paths.embeddings_dir(loss), "gallery")
-    index = load_index(paths.index_path(loss))
+    _, gallery_rows = load_embeddings(paths.embeddings_dir(loss, seed), "gallery")
+    index = load_index(paths.index_path(loss, seed))
     if index.ntotal != len(gallery_rows):
-        raise LossbenchError(f"{paths.index_path(loss)} holds {index.ntotal} items but the gallery has "
-                             f"{len(gallery_rows)}: run `dvc repro index@{loss}`")
-    model, config = load_model(paths.model_dir(loss), pick_device())
-    scores, ids = search(index, embed_images(model, config, pixels, batch_size, flip_tta), k)
+        raise LossbenchError(f"{paths.index_path(loss, seed)} holds {index.ntotal} items but the gallery has "
+                             f"{len(gallery_rows)}: run `dvc repro index@{loss}-{seed}`")
+    model, _ = load_model(paths.model_dir(loss, seed), pick_device())
+    scores, ids = search(index, embed_images(model, pixels, batch_size, flip_tta), k)
     by_row = manifest.set_index("row")
     return [QueryResult(str(image), query_identity(image, data_root), _matches(by_row, gallery_rows, s, i), p)
             for image, s, i, p in zip(images, scores, ids, pixels)]

@@ -9,7 +9,7 @@ The target depends on the processed data (:data:`TARGETS`):
   known labels (600·top1 + 300·top5 + 100·top10).
 
 Ranking is exact over the whole gallery, whatever ``index.factory`` the pipeline's own index uses, so no
-gallery image is ever missed: :func:`lossbench.metrics.retrieval.rank_gallery`, the ranking ``evaluate``
+gallery image is ever missed: :func:`lossbench.metrics.ranking.rank_gallery`, the ranking ``evaluate``
 scores, with equal similarities ordered by gallery position (FAISS leaves their order unspecified).
 """
 
@@ -25,7 +25,7 @@ import pandas as pd
 
 from lossbench.embedding_sets import SETS, load_embeddings
 from lossbench.errors import LossbenchError
-from lossbench.metrics.retrieval import challenge_score, rank_gallery
+from lossbench.metrics.ranking import challenge_score, rank_gallery
 
 K = 10
 """Gallery names per query in a submission."""

@@ -1,12 +1,13 @@
-"""Stage ``evaluate@<loss>``: metrics/losses/<loss>.json, ROC/CMC curves, t-SNE and retrieval figures."""
+"""Stage ``evaluate@<loss>-<seed>``: one run's test metrics, curves and bootstrap replicates."""
 
 from lossbench.config import load_params
-from lossbench.evaluation import evaluate_loss
-from lossbench.stage import loss_argument, run_stage
+from lossbench.evaluation import evaluate_run
+from lossbench.stage import run_arguments, run_stage
 
 
 def main() -> str:
-    return evaluate_loss(load_params(), loss_argument("evaluate"))
+    loss, seed = run_arguments("evaluate")
+    return evaluate_run(load_params(), loss, seed)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""Stage ``submit``: submission.json — every query's top-10 gallery files, ranked by the headline loss's model.
+"""Stage ``submit``: submission.json — every query's top-10 gallery files, ranked by the headline loss's model
+(its first training seed).
 
 With the challenge layout it covers ``<root>/test/query`` against ``<root>/test/gallery``; otherwise the test
 split, scored with its labels. A challenge image preprocess could not read is named in a warning.
@@ -16,16 +17,17 @@ from lossbench.submission import lost_images, make_submission
 
 
 def main() -> str:
-    loss = load_params().loss
+    params = load_params()
+    loss, seed = params.loss, params.seeds[0]
     _, manifest = load_processed(paths.PROCESSED)
     if paths.DATA_REPORT.is_file():
         lost = lost_images(json.loads(paths.DATA_REPORT.read_text(encoding="utf-8")).get("skipped", {}))
         if lost:
             warnings.warn(f"{len(lost)} challenge test image(s) could not be read and are not in the submission: "
                           f"{', '.join(lost[:5])} (see {paths.DATA_REPORT})", UserWarning, stacklevel=1)
-    submission = make_submission(manifest, paths.embeddings_dir(loss))
+    submission = make_submission(manifest, paths.embeddings_dir(loss, seed))
     atomic_write_json(paths.SUBMISSION, submission.entries)
-    return f"{loss} -> {paths.SUBMISSION}: {submission.summary()}"
+    return f"{loss} (seed {seed}) -> {paths.SUBMISSION}: {submission.summary()}"
 
 
 if __name__ == "__main__":

@@ -1,12 +1,13 @@
-"""Stage ``train@<loss>``: train one loss (``python -m stages.train <loss>``) into models/<loss>/."""
+"""Stage ``train@<loss>-<seed>``: train one loss with one training seed into models/<loss>/seed<seed>/."""
 
 from lossbench.config import load_params
-from lossbench.stage import loss_argument, run_stage
-from lossbench.training.run import train_loss
+from lossbench.stage import run_arguments, run_stage
+from lossbench.training.run import train_run
 
 
 def main() -> str:
-    return train_loss(load_params(), loss_argument("train"))
+    loss, seed = run_arguments("train")
+    return train_run(load_params(), loss, seed)
 
 
 if __name__ == "__main__":

@@ -1,12 +1,16 @@
-"""params.yaml validation: every mistake names the key, the bad value and what is allowed."""
+"""params.yaml validation: every mistake names the key, the bad value and what is allowed; every key is required."""
 
+import copy
+import dataclasses
+import typing
 from pathlib import Path
 
 import pytest
 import yaml
 
-from lossbench.config import load_params, parse_params
+from lossbench.config import LOSS_ENTRY_KEYS, Params, load_params, parse_params
 from lossbench.errors import LossbenchError
+from lossbench.losses.options import LOSS_OPTIONS
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -25,29 +29,120 @@ def with_change(path: str, value) -> dict:
     return raw
 
 
+def without(raw: dict, path: tuple[str, ...]) -> dict:
+    raw = copy.deepcopy(raw)
+    node = raw
+    for part in path[:-1]:
+        node = node[part]
+    del node[path[-1]]
+    return raw
+
+
+def required_leaves(tree: dict, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    """Every leaf key of params.yaml; under `losses` the entries' options (which losses to run is a choice)."""
+    leaves = []
+    for key, value in tree.items():
+        path = (*prefix, key)
+        if prefix == ("losses",):
+            leaves += [(*path, option) for option in (value or {}) if option not in LOSS_ENTRY_KEYS]
+        elif isinstance(value, dict) and value:
+            leaves.append(path)  # the whole section, then each key in it
+            leaves += required_leaves(value, path)
+        else:
+            leaves.append(path)
+    return leaves
+
+
 def test_project_params_are_valid():
     params = load_params(ROOT / "params.yaml")
     assert params.loss in params.losses
     assert [s.name for s in params.loss_specs()] == list(params.losses)
     assert params.train.augment.hflip is True
+    assert params.seeds == [0, 1, 2] and params.seed == 0
+    assert (params.stats.resamples, params.stats.confidence, params.stats.min_events) == (2000, 0.95, 10)
+
+
+LEAVES = required_leaves(default_raw())
+
+
+def schema_paths(cls: type, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    """Every key the dataclasses read, sections included (what LEAVES must be, independently derived)."""
+    paths = []
+    for name, tp in typing.get_type_hints(cls).items():
+        paths.append((*prefix, name))
+        if dataclasses.is_dataclass(tp):
+            paths += schema_paths(tp, (*prefix, name))
+    return paths
+
+
+def test_leaves_are_every_key_the_code_reads():
+    expected = set(schema_paths(Params))
+    for name, entry in default_raw()["losses"].items():
+        schema = LOSS_OPTIONS[(entry or {}).get("type", name)]
+        expected |= {("losses", name, f.name) for f in dataclasses.fields(schema)}
+    assert set(LEAVES) == expected
+    assert {("seeds",), ("stats", "min_events"), ("losses", "arcface", "weights_lr_mult")} <= set(LEAVES)
+
+
+@pytest.mark.parametrize("path", LEAVES, ids=".".join)
+def test_every_missing_key_is_an_error_naming_it(tmp_path, path):
+    """No defaults in code: deleting any key of params.yaml stops the load with a message naming the full key."""
+    file = tmp_path / "params.yaml"
+    file.write_text(yaml.safe_dump(without(default_raw(), path), sort_keys=False))
+    with pytest.raises(LossbenchError, match=rf"params: .*'{'.'.join(path)}'.* missing; add (it|them) to params.yaml"):
+        load_params(file)
+
+
+def test_missing_loss_options_are_listed_together_with_their_types():
+    with pytest.raises(LossbenchError, match=r"params: 'losses.arcface.margin', 'losses.arcface.weights_lr_mult' are "
+                                             r"missing; add them to params.yaml \(margin: a number >= 0 and < 1.5708; "
+                                             r"weights_lr_mult: a number > 0\)"):
+        parse_params(with_change("losses.arcface", {"scale": 30.0}))
+
+
+def test_params_yaml_lists_every_option_of_every_configured_loss():
+    for name, entry in default_raw()["losses"].items():
+        entry = entry or {}
+        schema = LOSS_OPTIONS[entry.get("type", name)]
+        given = set(entry) - set(LOSS_ENTRY_KEYS)
+        assert given == {f.name for f in dataclasses.fields(schema)}, name
 
 
 @pytest.mark.parametrize(
     ("path", "value", "expected"),
     [
-        ("train.epoch", 3, r"unknown key 'train.epoch'.*Did you mean 'epochs'"),
-        ("train.epochs", "ten", r"'train.epochs' = 'ten' has the wrong type; expected an integer"),
-        ("train.epochs", 2.5, r"'train.epochs' = 2.5 has the wrong type"),
-        ("model.freeze", "yes", r"'model.freeze' = 'yes' has the wrong type; expected true/false"),
-        ("train.lr", 0, r"'train.lr' = 0.0 is out of range"),
-        ("model.dropout", 1.5, r"'model.dropout' = 1.5 is out of range; allowed: \[0.0, 0.95\]"),
-        ("train.monitor", "val_top3", r"'train.monitor' = 'val_top3' is not allowed; choose one of"),
+        ("train.epoch", 3, r"unknown key 'train.epoch'. Did you mean 'epochs'\? Allowed keys: epochs, "),
+        ("train.epochs", "ten", r"params: 'train.epochs' = 'ten' must be an integer >= 1\.$"),
+        ("train.epochs", 2.5, r"'train.epochs' = 2.5 must be an integer"),
+        ("model.freeze", "yes", r"'model.freeze' = 'yes' must be true/false"),
+        ("train.lr", 0, r"'train.lr' = 0 must be > 0 and <= 10\.$"),
+        ("train.lr", "fast", r"'train.lr' = 'fast' must be a number > 0 and <= 10"),
+        ("model.dropout", 1.5, r"'model.dropout' = 1.5 must be >= 0 and <= 0.95"),
+        ("model.input_size", 8, r"'model.input_size' = 8 must be >= 16 and <= 1024"),
+        ("model.input_size", "big", r"'model.input_size' = 'big' must be an integer >= 16 and <= 1024"),
+        ("train.monitor", "val_map", r"'train.monitor' = 'val_map' must be one of 'val_top1', 'val_top5', 'val_mAP'\. "
+                                     r"Did you mean 'val_mAP'\?"),
         ("loss", "clip2", r"headline 'loss' = 'clip2' is not one of the configured losses"),
-        ("model.backbone", "resnet18", r"must look like '<family>:<name>'"),
+        ("model.backbone", "resnet18", r"'model': backbone 'resnet18' must look like '<family>:<name>'"),
         ("model.backbone", "keras:resnet18", r"unknown backbone family 'keras'"),
-        ("data.test_ids", 0.9, r"leaves no identities for training"),
-        ("evaluate.topk", [0, 5], r"'evaluate.topk'"),
-        ("data", [1, 2], r"'data' must be a mapping"),
+        ("data.test_ids", 0.9, r"'data': val_ids \+ test_ids = 1.05 leaves no identities for training"),
+        ("evaluate.topk", [0, 5], r"'evaluate.topk\[0\]' = 0 must be >= 1"),
+        ("evaluate.topk", [], r"'evaluate.topk' = \[\] must be a list of integers >= 1, at least 1 of them"),
+        ("evaluate.far", [1e-3, 1.0], r"'evaluate.far\[1\]' = 1.0 must be > 0 and < 1"),
+        ("train.augment.crop_scale", [0.9, 0.8], r"'train.augment': crop_scale = \[0.9, 0.8\] must be \[min, max\]"),
+        ("train.augment.crop_scale", [0.0, 1.0], r"'train.augment.crop_scale\[0\]' = 0.0 must be > 0 and <= 1"),
+        ("train.augment.crop_scale", [0.5], r"'train.augment.crop_scale' = \[0.5\] must be a list of numbers > 0 and "
+                                            r"<= 1, exactly 2 of them"),
+        ("train.augment.color_jitter", -0.1, r"'train.augment.color_jitter' = -0.1 must be >= 0 and <= 1"),
+        ("data", [1, 2], r"'data' = \[1, 2\] must be a mapping of original, image_size, "),
+        ("seeds", [0, 1, 1], r"'seeds' = \[0, 1, 1\] must be a list of integers >= 0, at least 1 of them, no repeats"),
+        ("seeds", [], r"'seeds' = \[\] must be a list of integers >= 0, at least 1 of them"),
+        ("seeds", [0, -1], r"'seeds\[1\]' = -1 must be >= 0"),
+        ("seeds", 3, r"'seeds' = 3 must be a list of integers"),
+        ("stats.resamples", 99, r"'stats.resamples' = 99 must be >= 100"),
+        ("stats.confidence", 1, r"'stats.confidence' = 1 must be > 0 and < 1"),
+        ("stats.min_events", 0, r"'stats.min_events' = 0 must be >= 1"),
+        ("stats.resampels", 2000, r"unknown key 'stats.resampels'. Did you mean 'resamples'\?"),
     ],
 )
 def test_bad_values_are_named(path, value, expected):
@@ -61,33 +156,46 @@ def test_unknown_loss_type_lists_known_losses():
 
 
 def test_unknown_and_mistyped_loss_options():
-    with pytest.raises(LossbenchError, match=r"unknown option 'losses.triplet.marg'.*Did you mean 'margin'"):
-        parse_params(with_change("losses.triplet", {"marg": 0.3}))
-    with pytest.raises(LossbenchError, match=r"'losses.clip.learnable_temperature' = 'no' has the wrong type"):
-        parse_params(with_change("losses.clip", {"learnable_temperature": "no"}))
+    with pytest.raises(LossbenchError, match=r"unknown key 'losses.triplet.marg'. Did you mean 'margin'\? "
+                                             r"Allowed keys: margin, mining, type, model, train\."):
+        parse_params(with_change("losses.triplet.marg", 0.3))
+    with pytest.raises(LossbenchError, match=r"unknown key 'losses.arcface.traim'. Did you mean 'train'\?"):
+        parse_params(with_change("losses.arcface.traim", {"epochs": 3}))
+    with pytest.raises(LossbenchError, match=r"'losses.clip.learnable_temperature' = 'no' must be true/false"):
+        parse_params(with_change("losses.clip.learnable_temperature", "no"))
+    with pytest.raises(LossbenchError, match=r"'losses.arcface' = 3 must be a mapping"):
+        parse_params(with_change("losses.arcface", 3))
 
 
-@pytest.mark.parametrize(("entry", "change", "pattern"), [
-    ("losses.triplet", {"mining": "hardest"}, r"'losses.triplet': .*mining='hardest' must be one of 'all', 'hard'"),
-    ("losses.triplet", {"margin": -0.1}, r"'losses.triplet': .*margin=-0.1 must be >= 0"),
-    ("losses.clip", {"pairs": "txt"}, r"'losses.clip': .*pairs='txt' must be one of 'image', 'text'"),
-    ("losses.clip", {"pairs": "text"}, r"'losses.clip': image–text pairs need the text tower of an open_clip model, "
-                                       r"but model.backbone is 'timm:test_resnet'"),
-    ("losses.clip", {"pairs": "text", "prompt": "a face", "model": {"backbone": "open_clip:ViT-B-32"}},
-     r"'losses.clip': .*prompt 'a face' has no '\{\}'"),
+@pytest.mark.parametrize(("path", "value", "pattern"), [
+    ("losses.triplet.mining", "hardest", r"params: 'losses.triplet.mining' = 'hardest' must be one of 'all', 'hard', "
+                                         r"'semihard', 'batch_hard', 'none'\. Did you mean 'hard'\?"),
+    ("losses.triplet.margin", -1, r"params: 'losses.triplet.margin' = -1 must be >= 0\.$"),
+    ("losses.center_ce.label_smoothing", 1.0, r"'losses.center_ce.label_smoothing' = 1.0 must be >= 0 and < 1"),
+    ("losses.clip.pairs", "txt", r"'losses.clip.pairs' = 'txt' must be one of 'image', 'text'"),
+    ("losses.clip.pairs", "text", r"'losses.clip': image–text pairs need the text tower of an open_clip model, "
+                                  r"but model.backbone is 'timm:tf_efficientnet_lite0'"),
 ])
-def test_loss_option_choices_bounds_and_setup_are_checked_when_params_load(entry, change, pattern):
+def test_loss_option_choices_bounds_and_setup_are_checked_when_params_load(path, value, pattern):
     with pytest.raises(LossbenchError, match=pattern):
-        parse_params(with_change(entry, change))
+        parse_params(with_change(path, value))
+
+
+def test_clip_prompt_without_placeholder_is_named():
+    raw = with_change("losses.clip.pairs", "text")
+    raw["losses"]["clip"].update(prompt="a face", model={"backbone": "open_clip:ViT-B-32"})
+    with pytest.raises(LossbenchError, match=r"params: 'losses.clip': prompt 'a face' has no '\{\}'"):
+        parse_params(raw)
 
 
 def test_image_text_clip_with_an_open_clip_backbone_is_accepted():
-    raw = with_change("losses.clip", {"pairs": "text", "model": {"backbone": "open_clip:ViT-B-32"}})
+    raw = with_change("losses.clip.pairs", "text")
+    raw["losses"]["clip"]["model"] = {"backbone": "open_clip:ViT-B-32"}
     assert parse_params(raw).resolve_loss("clip").options["pairs"] == "text"
 
 
 def test_per_loss_overrides_merge_over_global_sections():
-    raw = with_change("losses.triplet", {"margin": 0.3, "model": {"freeze": True, "dropout": 0.0},
+    raw = with_change("losses.triplet", {"margin": 0.3, "mining": "semihard", "model": {"freeze": True, "dropout": 0.0},
                                          "train": {"ids_per_batch": 8, "augment": {"hflip": False}}})
     params = parse_params(raw)
     triplet = params.resolve_loss("triplet")
@@ -100,19 +208,35 @@ def test_per_loss_overrides_merge_over_global_sections():
 
 
 def test_override_errors_name_the_per_loss_key():
-    with pytest.raises(LossbenchError, match=r"'losses.arcface.train.epochs' = -1 is out of range"):
-        parse_params(with_change("losses.arcface", {"train": {"epochs": -1}}))
+    with pytest.raises(LossbenchError, match=r"params: 'losses.arcface.train.epochs' = -1 must be >= 1\.$"):
+        parse_params(with_change("losses.arcface.train", {"epochs": -1}))
+    with pytest.raises(LossbenchError, match=r"unknown key 'losses.arcface.model.freez'. Did you mean 'freeze'\?"):
+        parse_params(with_change("losses.arcface.model", {"freez": True}))
+    with pytest.raises(LossbenchError, match=r"'losses.arcface.model': backbone 'resnet18' must look like"):
+        parse_params(with_change("losses.arcface.model", {"backbone": "resnet18"}))
+    with pytest.raises(LossbenchError, match=r"'losses.arcface.train.augment': crop_scale = \[0.9, 0.5\]"):
+        parse_params(with_change("losses.arcface.train", {"augment": {"crop_scale": [0.9, 0.5]}}))
 
 
 def test_renamed_entry_with_explicit_type():
-    raw = with_change("losses.triplet_hard", {"type": "triplet", "mining": "batch_hard"})
+    raw = with_change("losses.triplet_hard", {"type": "triplet", "margin": 0.2, "mining": "batch_hard"})
     spec = parse_params(raw).resolve_loss("triplet_hard")
     assert spec.type == "triplet" and spec.options["mining"] == "batch_hard"
 
 
-def test_numbers_written_in_yaml_exponent_form_are_accepted():
+def test_renamed_entry_needs_every_option_of_its_type():
+    with pytest.raises(LossbenchError, match=r"'losses.triplet_hard.margin' is missing; add it to params.yaml "
+                                             r"\(margin: a number >= 0\)"):
+        parse_params(with_change("losses.triplet_hard", {"type": "triplet", "mining": "batch_hard"}))
+
+
+def test_numbers_are_converted_where_yaml_is_unambiguous():
     raw = with_change("train.lr", "1e-3")  # PyYAML reads 1e-3 as a string
-    assert parse_params(raw).train.lr == pytest.approx(1e-3)
+    raw["losses"]["arcface"]["scale"] = 32  # an integer where a number is expected
+    params = parse_params(raw)
+    assert params.train.lr == pytest.approx(1e-3)
+    assert params.resolve_loss("arcface").options["scale"] == 32.0
+    assert isinstance(params.resolve_loss("arcface").options["scale"], float)
 
 
 def test_missing_params_file(tmp_path):

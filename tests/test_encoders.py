@@ -12,7 +12,7 @@ from lossbench.data.transforms import build_eval_transform, build_train_transfor
 from lossbench.errors import LossbenchError
 from lossbench.models import EmbeddingModel, ProjectionHead
 from lossbench.models.backbones import Backbone
-from lossbench.training.encoders import FeatureEncoder, ImageEncoder, batched_transform, encode_all
+from lossbench.inference.encoders import FeatureEncoder, ImageEncoder, batched_transform, encode_all
 
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 CPU = torch.device("cpu")

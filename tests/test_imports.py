@@ -29,6 +29,6 @@ def test_training_stages_do_import_torch():  # the check above can fail: the hea
 
 def test_create_loss_from_the_registry_module_alone():  # without the package's lazy loader having run
     code = ("import torch; from lossbench.losses.registry import create_loss; "
-            "print(type(create_loss('triplet', 3, 4)).__name__)")
+            "print(type(create_loss('triplet', 3, 4, margin=0.2, mining='semihard')).__name__)")
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "TripletLoss"

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from lossbench.errors import LossbenchError
-from lossbench.retrieval import build_index, describe, load_index, save_index, search
+from lossbench.faiss_index import build_index, describe, load_index, save_index, search
 
 
 def _normalise(x: np.ndarray) -> np.ndarray:

@@ -8,6 +8,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from loss_options import REFERENCE_OPTIONS, full_options  # tests/loss_options.py
 from open_clip.loss import ClipLoss as OpenClipLoss
 
 from lossbench.errors import LossbenchError
@@ -28,7 +29,7 @@ def raw_features(n: int = len(LABELS), dim: int = DIM, seed: int = 0) -> torch.T
 
 def make_loss(name: str, num_classes: int = NUM_CLASSES, **options) -> MetricLoss:
     torch.manual_seed(0)
-    return create_loss(name, num_classes, DIM, **options).double()
+    return create_loss(name, num_classes, DIM, **full_options(name, **options)).double()
 
 
 def assert_same_value_and_grads(ours, reference, inputs, ref_inputs) -> torch.Tensor:
@@ -381,19 +382,17 @@ def test_baseline_forward_raises():
         loss(torch.zeros(2, DIM), torch.tensor([0, 1]))
 
 
-def test_loss_options_defaults():
-    assert loss_options("arcface") == {"scale": 64.0, "margin": 0.5, "weights_lr_mult": 10.0}
-    assert loss_options("cosface")["margin"] == 0.35
-    assert loss_options("triplet") == {"margin": 0.2, "mining": "semihard"}
-    assert loss_options("contrastive") == {"pos_margin": 0.0, "neg_margin": 0.5}
-    assert loss_options("clip") == {"temperature": 0.07, "learnable_temperature": True, "max_logit_scale": 100.0,
-                                    "pairs": "image", "prompt": "a photo of {}"}
-    assert loss_options("supcon") == {"temperature": 0.1}
-    assert loss_options("center_ce") == {
-        "center_weight": 0.01, "center_lr": 0.01, "scale": 16.0, "label_smoothing": 0.0, "weights_lr_mult": 10.0,
-    }
+def test_loss_options_are_described_and_have_no_defaults():
+    assert loss_options("arcface") == {"scale": "a number > 0", "margin": "a number >= 0 and < 1.5708",
+                                       "weights_lr_mult": "a number > 0"}
+    assert loss_options("triplet") == {"margin": "a number >= 0",
+                                       "mining": "one of 'all', 'hard', 'semihard', 'batch_hard', 'none'"}
+    assert loss_options("clip")["learnable_temperature"] == "true/false"
     assert loss_options("baseline") == {}
-    assert set(loss_options("arcface_center")) >= {"scale", "margin", "center_weight", "center_lr", "ce_weight"}
+    assert {name: set(loss_options(name)) for name in LOSSES} == {name: set(o) for name, o in REFERENCE_OPTIONS.items()}
+    with pytest.raises(LossbenchError, match=r"loss 'arcface': 'margin', 'weights_lr_mult' are missing; pass them to "
+                                             r"create_loss \(margin: a number >= 0 and < 1.5708; weights_lr_mult: "):
+        create_loss("arcface", NUM_CLASSES, DIM, scale=30.0)
 
 
 def test_unknown_loss_lists_known_names():
@@ -406,31 +405,32 @@ def test_unknown_loss_lists_known_names():
 @pytest.mark.parametrize(
     ("name", "options", "pattern"),
     [
-        ("arcface", {"margn": 0.3}, r"'arcface'.*unknown option 'margn'.*accepted options: scale .*margin"),
-        ("baseline", {"scale": 1.0}, r"'baseline'.*unknown option 'scale'.*none"),
-        ("arcface", {"margin": "big"}, r"'arcface'.*margin='big' must be a number"),
-        ("clip", {"learnable_temperature": "yes"}, r"'clip'.*learnable_temperature='yes' must be a boolean"),
-        ("supcon", {"temperature": True}, r"'supcon'.*temperature=True must be a number"),
-        ("triplet", {"mining": "hardest"}, r"'triplet'.*mining='hardest' must be one of 'all', 'hard'"),
-        ("clip", {"temperature": 0}, r"'clip'.*temperature=0 must be > 0"),
-        ("center_ce", {"label_smoothing": 1.0}, r"'center_ce'.*label_smoothing=1.0 must be < 1"),
+        ("arcface", {"margn": 0.3}, r"loss 'arcface': unknown key 'margn'. Did you mean 'margin'\? "
+                                    r"Allowed keys: scale, margin, weights_lr_mult"),
+        ("baseline", {"scale": 1.0}, r"loss 'baseline': unknown key 'scale'. Allowed keys: none"),
+        ("arcface", {"margin": "big"}, r"loss 'arcface': 'margin' = 'big' must be a number"),
+        ("clip", {"learnable_temperature": "yes"}, r"loss 'clip': 'learnable_temperature' = 'yes' must be true/false"),
+        ("supcon", {"temperature": True}, r"loss 'supcon': 'temperature' = True must be a number"),
+        ("triplet", {"mining": "hardest"}, r"loss 'triplet': 'mining' = 'hardest' must be one of 'all', 'hard'"),
+        ("clip", {"temperature": 0}, r"loss 'clip': 'temperature' = 0 must be > 0"),
+        ("center_ce", {"label_smoothing": 1.0}, r"loss 'center_ce': 'label_smoothing' = 1.0 must be >= 0 and < 1"),
     ],
 )
 def test_bad_options_are_clear_errors(name, options, pattern):
     with pytest.raises(LossbenchError, match=pattern):
-        create_loss(name, NUM_CLASSES, DIM, **options)
+        create_loss(name, NUM_CLASSES, DIM, **full_options(name, **options))
 
 
 def test_integer_options_become_floats():
-    loss = create_loss("arcface", NUM_CLASSES, DIM, scale=30, margin=0)
+    loss = create_loss("arcface", NUM_CLASSES, DIM, **full_options("arcface", scale=30, margin=0))
     assert isinstance(loss.options.scale, float) and loss.options.scale == 30.0
     assert loss.head.pml_loss.scale == 30.0
 
 
 def test_classifier_losses_need_two_classes():
     with pytest.raises(LossbenchError, match="num_classes=1"):
-        create_loss("cosface", 1, DIM)
-    assert create_loss("triplet", 0, DIM) is not None
+        create_loss("cosface", 1, DIM, **full_options("cosface"))
+    assert create_loss("triplet", 0, DIM, **full_options("triplet")) is not None
 
 
 def test_register_loss_rejects_duplicates_and_foreign_schemas():
@@ -453,7 +453,7 @@ def test_every_schema_has_one_implementation_using_it():
 
 @pytest.mark.parametrize("name", sorted(LOSSES))
 def test_param_groups_cover_all_loss_parameters(name):
-    loss = create_loss(name, NUM_CLASSES, DIM)
+    loss = create_loss(name, NUM_CLASSES, DIM, **full_options(name))
     grouped = [p for group in loss.param_groups(1e-3) for p in group["params"]]
     assert len(grouped) == len({id(p) for p in grouped})
     assert {id(p) for p in grouped} == {id(p) for p in loss.parameters()}
@@ -461,7 +461,7 @@ def test_param_groups_cover_all_loss_parameters(name):
 
 def test_param_group_learning_rates():
     def lrs(name, **options):
-        return {g["name"]: g["lr"] for g in create_loss(name, NUM_CLASSES, DIM, **options).param_groups(0.01)}
+        return {g["name"]: g["lr"] for g in make_loss(name, **options).param_groups(0.01)}
 
     assert lrs("arcface") == {"class_weights": pytest.approx(0.1)}
     assert lrs("cosface", weights_lr_mult=2) == {"class_weights": pytest.approx(0.02)}
@@ -470,7 +470,7 @@ def test_param_group_learning_rates():
     assert lrs("clip") == {"logit_scale": 0.01}
     for name in ("triplet", "contrastive", "supcon", "baseline"):
         assert lrs(name) == {}
-    centers = create_loss("center_ce", NUM_CLASSES, DIM).param_groups(0.01)[1]
+    centers = make_loss("center_ce").param_groups(0.01)[1]
     assert centers["weight_decay"] == 0.0 and centers["params"][0].shape == (NUM_CLASSES, DIM)
 
 
@@ -494,7 +494,8 @@ def text_clip_loss(weights: str, **options) -> MetricLoss:
 
     context = LossContext(class_names=NAMES, backbone="open_clip:lossbench-tiny-text", pretrained=weights)
     torch.manual_seed(0)
-    return create_loss("clip", NUM_CLASSES, DIM, context=context, pairs="text", **options).double()
+    options = full_options("clip", pairs="text", **options)
+    return create_loss("clip", NUM_CLASSES, DIM, context=context, **options).double()
 
 
 def test_clip_text_prompts_are_the_centred_open_clip_text_features(tiny_clip_weights):
@@ -559,9 +560,9 @@ def test_clip_text_needs_names_and_an_open_clip_backbone(tiny_clip_weights):
 
     few = LossContext(class_names=NAMES[:2], backbone="open_clip:lossbench-tiny-text", pretrained=tiny_clip_weights)
     with pytest.raises(LossbenchError, match="one identity name per class"):
-        create_loss("clip", NUM_CLASSES, DIM, context=few, pairs="text")
+        create_loss("clip", NUM_CLASSES, DIM, context=few, **full_options("clip", pairs="text"))
     timm_context = LossContext(class_names=NAMES, backbone="timm:test_resnet")
     with pytest.raises(LossbenchError, match="open_clip"):
-        create_loss("clip", NUM_CLASSES, DIM, context=timm_context, pairs="text")
-    with pytest.raises(LossbenchError, match=r"prompt 'a photo' has no '\{\}'"):
-        create_loss("clip", NUM_CLASSES, DIM, context=few, pairs="text", prompt="a photo")
+        create_loss("clip", NUM_CLASSES, DIM, context=timm_context, **full_options("clip", pairs="text"))
+    with pytest.raises(LossbenchError, match=r"loss 'clip': prompt 'a photo' has no '\{\}'"):
+        create_loss("clip", NUM_CLASSES, DIM, context=few, **full_options("clip", pairs="text", prompt="a photo"))

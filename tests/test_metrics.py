@@ -257,7 +257,7 @@ def _reference_ranking_metrics(query, q_labels, gallery, g_labels):
 def test_heavy_ties_are_ranked_by_gallery_index(monkeypatch, chunk_bytes):
     # unit vectors with entries in {0, ±1, ±0.5}: every cosine is exactly -1, -0.5, 0, 0.5 or 1, so most
     # relevant items tie with other items; the metrics must equal those of the stable (index-ordered) ranking
-    from lossbench.metrics import retrieval
+    from lossbench.metrics import ranking as retrieval
 
     if chunk_bytes:  # tiny working memory: one query per chunk and one tie pair per block
         monkeypatch.setattr(retrieval, "_CHUNK_BYTES", chunk_bytes)

@@ -1,6 +1,7 @@
 """End to end: `dvc repro`, `dvc exp run -S loss=…`, `dvc metrics diff` in a temporary git repository.
 
-Tiny params (16 synthetic identities at 32 px, timm's test_resnet, 2 epochs) keep it around a minute.
+Tiny params (16 synthetic identities at 32 px, timm's test_resnet, 2 epochs, 3 losses x 2 seeds) keep it to
+a few minutes.
 """
 
 from __future__ import annotations
@@ -35,11 +36,24 @@ def tiny_params(path: Path) -> None:
     params = yaml.safe_load(path.read_text())
     params["synthetic"].update(identities=16, images_per_id=6, image_size=32)
     params["data"].update(image_size=32, val_ids=0.25, test_ids=0.25)
-    params["model"].update(backbone="timm:test_resnet", embed_dim=16, hidden=32)
+    params["model"].update(backbone="timm:test_resnet", pretrained=None, freeze=False, embed_dim=16, hidden=32)
     params["train"].update(epochs=2, ids_per_batch=4, images_per_id=2, feature_views=2, patience=2)
     params["evaluate"].update(examples=2)
-    params["losses"] = {"baseline": {}, "arcface": {"scale": 16.0}, "triplet": {"margin": 0.2, "model": {"freeze": True}}}
+    params["stats"].update(resamples=200)
+    params["seeds"] = [0, 1]
+    losses = params["losses"]
+    params["losses"] = {"baseline": losses["baseline"], "arcface": {**losses["arcface"], "scale": 16.0},
+                        "triplet": {**losses["triplet"], "model": {"freeze": True}}}
+    params["loss"] = "arcface"
     path.write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+LOSSES = ("baseline", "arcface", "triplet")
+RUN_STAGES = ("train", "embed", "index", "evaluate")
+
+
+def run_stages(losses=LOSSES, seeds=(0, 1)) -> set[str]:
+    return {f"{stage}@{loss}-{seed}" for stage in RUN_STAGES for loss in losses for seed in seeds}
 
 
 def ran_stages(output: str) -> set[str]:
@@ -68,29 +82,36 @@ def reproduced(repo: Path) -> str:
 
 
 def test_repro_runs_every_stage_and_writes_every_artifact(repo, reproduced):
-    expected = {"synthesize", "preprocess", "featurize", "compare", "submit"} | {
-        f"{stage}@{loss}" for stage in ("train", "embed", "index", "evaluate") for loss in ("baseline", "arcface", "triplet")}
+    expected = {"synthesize", "preprocess", "weights", "featurize", "compare", "submit"} | run_stages()
     assert ran_stages(reproduced) == expected
-    for loss in ("baseline", "arcface", "triplet"):
-        metrics = json.loads((repo / f"metrics/losses/{loss}.json").read_text())
-        assert 0.0 <= metrics["top1"] <= metrics["top5"] <= metrics["top10"] <= 1.0
-        assert metrics["score"] == pytest.approx(600 * metrics["top1"] + 300 * metrics["top5"] + 100 * metrics["top10"])
-        assert (repo / f"figures/{loss}/retrieval.png").stat().st_size > 0
+    for loss in LOSSES:
+        for seed in (0, 1):
+            metrics = json.loads((repo / f"metrics/runs/{loss}/seed{seed}.json").read_text())
+            assert 0.0 <= metrics["top1"] <= metrics["top5"] <= metrics["top10"] <= 1.0
+            assert metrics["score"] == pytest.approx(600 * metrics["top1"] + 300 * metrics["top5"] + 100 * metrics["top10"])
+            assert metrics["index_top1"] == pytest.approx(metrics["top1"])  # Flat: the index returns the exact ranking
+    baseline = [json.loads((repo / f"metrics/runs/baseline/seed{s}.json").read_text()) for s in (0, 1)]
+    assert baseline[0] == baseline[1]  # nothing trains: every seed of the baseline is the same model
     table = (repo / "metrics/comparison.md").read_text()
-    assert [line.split("|")[1].strip() for line in table.splitlines()[2:5]] == ["baseline", "arcface", "triplet"]
+    for loss in LOSSES:
+        assert f"| {loss} " in table or f"| **{loss}" in table
+    assert (repo / "figures/comparison/score.png").stat().st_size > 0
     headline = json.loads((repo / "metrics/metrics.json").read_text())
-    assert headline["loss"] == "arcface"
-    assert dvc("status", cwd=repo).stdout.strip().endswith("Data and pipelines are up to date.")
+    assert headline["loss"] == "arcface" and headline["seeds"] == 2
+    assert headline["score_low"] <= headline["score"] <= headline["score_high"]
+    summary = json.loads((repo / "metrics/summary.json").read_text())
+    assert set(summary) == set(LOSSES) and any(v["tied_with_best"] for v in summary.values())
+    assert dvc("status", cwd=repo).stdout.count("changed") <= 2  # only the always-run `weights` stage
 
 
 def test_switching_the_headline_runs_no_training_and_shows_in_metrics_diff(repo, reproduced):
     before = json.loads((repo / "metrics/metrics.json").read_text())
     result = dvc("exp", "run", "-S", "loss=triplet", cwd=repo)
     ran = ran_stages(result.stdout)
-    assert ran == {"compare", "submit"}, ran  # the two stages that read the headline `loss`
+    assert ran == {"weights", "compare", "submit"}, ran  # weights only re-hashes; compare and submit read `loss`
     after = json.loads((repo / "metrics/metrics.json").read_text())
-    triplet = json.loads((repo / "metrics/losses/triplet.json").read_text())
-    assert after["loss"] == "triplet" and after["top1"] == triplet["top1"]
+    summary = json.loads((repo / "metrics/summary.json").read_text())
+    assert after["loss"] == "triplet" and after["score"] == summary["triplet"]["score"]
     diff = dvc("metrics", "diff", "--json", cwd=repo).stdout
     changes = json.loads(diff)["metrics/metrics.json"]
     changed = {k for k, v in changes.items() if v.get("diff")}
@@ -101,9 +122,23 @@ def test_switching_the_headline_runs_no_training_and_shows_in_metrics_diff(repo,
 def test_a_per_loss_change_reruns_only_that_loss(repo, reproduced):
     result = dvc("exp", "run", "-S", "losses.triplet.margin=0.3", cwd=repo)
     ran = ran_stages(result.stdout)
-    assert {"train@triplet", "embed@triplet", "index@triplet", "evaluate@triplet", "compare"} <= ran
-    assert not any(stage.endswith(("@arcface", "@baseline")) for stage in ran), ran
-    assert not ran & {"synthesize", "preprocess"}  # featurize re-checks its cache key (it reads `losses`) and reuses it
+    assert run_stages(("triplet",)) | {"compare"} <= ran
+    assert not ran & (run_stages(("arcface", "baseline")) | {"synthesize", "preprocess"}), ran
+
+
+def test_a_new_seed_runs_only_that_seeds_stages(repo, reproduced):
+    result = dvc("exp", "run", "-S", "seeds=[0,1,2]", cwd=repo)
+    ran = ran_stages(result.stdout)
+    assert ran - {"weights", "featurize"} == run_stages(seeds=(2,)) | {"compare", "submit"}, ran
+    assert json.loads((repo / "metrics/metrics.json").read_text())["seeds"] == 3
+
+
+def test_a_forced_rerun_with_unchanged_inputs_changes_no_metric(repo, reproduced):
+    run(["git", "checkout", "-q", "--", "."], repo)
+    dvc("checkout", "-q", cwd=repo, check=False)
+    dvc("repro", "-f", "-s", "evaluate@baseline-0", cwd=repo)
+    dvc("repro", cwd=repo)
+    assert json.loads(dvc("metrics", "diff", "--json", cwd=repo).stdout) == {}
 
 
 def test_unknown_headline_loss_fails_with_the_configured_list(repo, reproduced):

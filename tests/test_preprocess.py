@@ -20,6 +20,13 @@ from lossbench.data.store import load_processed
 from lossbench.errors import LossbenchError
 
 SIZE = 16
+SETTINGS = {"image_size": SIZE, "val_ids": 0.15, "test_ids": 0.25, "queries_per_id": 2, "query_domain": None,
+            "min_images_per_id": 2, "seed": 0}
+"""preprocess_dataset takes every setting (params.yaml gives them); tests override some."""
+
+
+def preprocess(original: Path, out_dir: Path, **settings) -> dict:
+    return preprocess_dataset(original, out_dir, **{**SETTINGS, **settings})
 RED, BLUE, WHITE = (255, 0, 0), (0, 0, 255), (255, 255, 255)
 
 
@@ -94,7 +101,7 @@ def mixed(tmp_path: Path) -> Path:
 def test_mixed_folder_manifest_and_report(mixed: Path, tmp_path: Path) -> None:
     out = tmp_path / "processed"
     with pytest.warns(UserWarning) as caught:
-        report = preprocess_dataset(mixed, out, image_size=SIZE, seed=0)
+        report = preprocess(mixed, out, image_size=SIZE, seed=0)
     messages = " | ".join(str(w.message) for w in caught)
     for word in ("corrupt", "not_an_image", "hidden", "within identities", "several identities", "fewer than 2"):
         assert word in messages
@@ -124,7 +131,7 @@ def test_mixed_folder_manifest_and_report(mixed: Path, tmp_path: Path) -> None:
     splits = manifest.groupby("identity")["split"].agg(set)
     assert all(len(s) == 1 for s in splits)
     assert sorted(s.pop() for s in splits) == ["test", "train", "train", "val"]
-    for identity, group in manifest.groupby("identity"):
+    for _identity, group in manifest.groupby("identity"):
         roles = group["role"].value_counts().to_dict()
         if group["split"].iloc[0] == "train":
             assert roles == {"train": len(group)}
@@ -169,9 +176,9 @@ def test_mixed_folder_manifest_and_report(mixed: Path, tmp_path: Path) -> None:
 
 def test_same_result_with_a_process_pool_and_same_seed(mixed: Path, tmp_path: Path) -> None:
     with pytest.warns(UserWarning):
-        serial = preprocess_dataset(mixed, tmp_path / "a", image_size=SIZE, workers=1)
+        serial = preprocess(mixed, tmp_path / "a", image_size=SIZE, workers=1)
     with pytest.warns(UserWarning):
-        pooled = preprocess_dataset(mixed, tmp_path / "b", image_size=SIZE, workers=2)
+        pooled = preprocess(mixed, tmp_path / "b", image_size=SIZE, workers=2)
     assert serial == pooled
     (images_a, manifest_a), (images_b, manifest_b) = load_processed(tmp_path / "a"), load_processed(tmp_path / "b")
     np.testing.assert_array_equal(images_a, images_b)
@@ -242,7 +249,7 @@ def test_decompression_bombs_are_refused(tmp_path: Path, monkeypatch: pytest.Mon
             save(root / identity / f"{i}.png", Image.fromarray(noise(20, 20, ord(identity) * 10 + i)))
     save(root / "a" / "huge.png", Image.new("RGB", (30, 20)))
     with pytest.warns(UserWarning, match="too_large"):
-        report = preprocess_dataset(root, tmp_path / "out", image_size=SIZE, workers=1)
+        report = preprocess(root, tmp_path / "out", image_size=SIZE, workers=1)
     assert report["skipped"]["too_large"] == ["a/huge.png"] and report["images"] == 8
 
 
@@ -253,7 +260,7 @@ def test_domain_aware_query_gallery(tmp_path: Path) -> None:
             for i in range(count):
                 pixels = noise(20, 20, 100 * k + 10 * len(domain) + i)
                 save(root / identity / domain / f"{i}.png", Image.fromarray(pixels))
-    report = preprocess_dataset(
+    report = preprocess(
         root, tmp_path / "out", image_size=SIZE, query_domain="photo", val_ids=0.2, test_ids=0.2
     )
     _, manifest = load_processed(tmp_path / "out")
@@ -268,11 +275,11 @@ def test_domain_aware_query_gallery(tmp_path: Path) -> None:
     assert report["images_per_role"]["val"] == {"query": 2, "gallery": 2, "unused": 1}
     assert report["images_per_role"]["test"] == {"query": 2, "gallery": 2, "unused": 1}
 
-    preprocess_dataset(root, tmp_path / "mixed", image_size=SIZE, val_ids=0.2, test_ids=0.2)  # no query_domain
+    preprocess(root, tmp_path / "mixed", image_size=SIZE, val_ids=0.2, test_ids=0.2)  # no query_domain
     _, manifest = load_processed(tmp_path / "mixed")
     assert set(manifest["role"]) == {"train", "query", "gallery"}
     with pytest.raises(LossbenchError, match="sketch.*photo"):
-        preprocess_dataset(root, tmp_path / "bad", image_size=SIZE, query_domain="sketch")
+        preprocess(root, tmp_path / "bad", image_size=SIZE, query_domain="sketch")
 
 
 def test_challenge_layout(tmp_path: Path) -> None:
@@ -287,7 +294,7 @@ def test_challenge_layout(tmp_path: Path) -> None:
     (root / "notes.md").write_text("stray\n")
 
     with pytest.warns(UserWarning) as caught:
-        report = preprocess_dataset(root, tmp_path / "out", image_size=SIZE)
+        report = preprocess(root, tmp_path / "out", image_size=SIZE)
     messages = " | ".join(str(w.message) for w in caught)
     assert "challenge test set" in messages and "notes.md" in messages
     _, manifest = load_processed(tmp_path / "out")
@@ -312,19 +319,19 @@ def test_challenge_layout(tmp_path: Path) -> None:
 def test_bad_roots_are_clear_errors(tmp_path: Path) -> None:
     both_layouts = "image folder.*challenge"
     with pytest.raises(LossbenchError, match=f"does not exist.*{both_layouts}"):
-        preprocess_dataset(tmp_path / "missing", tmp_path / "out")
+        preprocess(tmp_path / "missing", tmp_path / "out")
     (tmp_path / "file.zip").write_bytes(b"PK")
     with pytest.raises(LossbenchError, match=f"is a file.*{both_layouts}"):
-        preprocess_dataset(tmp_path / "file.zip", tmp_path / "out")
+        preprocess(tmp_path / "file.zip", tmp_path / "out")
     (tmp_path / "empty").mkdir()
     with pytest.raises(LossbenchError, match=f"no identity folders.*{both_layouts}"):
-        preprocess_dataset(tmp_path / "empty", tmp_path / "out")
+        preprocess(tmp_path / "empty", tmp_path / "out")
     for name in ("a", "b"):
         (tmp_path / "hollow" / name).mkdir(parents=True)
     with pytest.warns(UserWarning, match="empty"), pytest.raises(LossbenchError, match="min_images_per_id=2"):
-        preprocess_dataset(tmp_path / "hollow", tmp_path / "out")
+        preprocess(tmp_path / "hollow", tmp_path / "out")
     with pytest.raises(LossbenchError, match="queries_per_id"):
-        preprocess_dataset(tmp_path / "hollow", tmp_path / "out", queries_per_id=0)
+        preprocess(tmp_path / "hollow", tmp_path / "out", queries_per_id=0)
     with pytest.raises(LossbenchError, match="dvc repro preprocess"):
         load_processed(tmp_path / "never_written")
 

@@ -19,7 +19,7 @@ from lossbench.__main__ import main
 from lossbench.errors import LossbenchError
 from lossbench.models import create_backbone
 from lossbench.presets import apply_preset, list_presets, resolve
-from lossbench.training.builder import build_model
+from lossbench.models.builder import build_model
 
 ROOT = Path(__file__).resolve().parents[1]
 PRESETS = list_presets()
@@ -121,6 +121,27 @@ def test_printed_command_and_apply_give_the_reference_params(params_file, name, 
     assert "# headline loss" in text  # comments survive
 
 
+@pytest.mark.parametrize("name", list(PRESETS))
+def test_presets_list_every_option_of_their_losses(name):
+    """Loss options have no defaults: a preset gives all of them, so it does not depend on params.yaml's losses."""
+    from lossbench.config import LOSS_ENTRY_KEYS
+    from lossbench.losses.options import LOSS_OPTIONS
+
+    for loss, entry in PRESETS[name].params["losses"].items():
+        entry = entry or {}
+        schema = LOSS_OPTIONS[entry.get("type", loss)]
+        assert set(entry) - set(LOSS_ENTRY_KEYS) == {f.name for f in dataclasses.fields(schema)}, loss
+
+
+@pytest.mark.parametrize("name", list(PRESETS))
+def test_presets_apply_to_params_configuring_other_losses(params_file, name):
+    raw = yaml.safe_load(params_file.read_text())
+    raw.update(loss="baseline", losses={"baseline": {}, "supcon": raw["losses"]["supcon"]})
+    params_file.write_text(yaml.safe_dump(raw, sort_keys=False))
+    params = resolve(name, params_file).params
+    assert set(params.losses) == set(PRESETS[name].params["losses"])
+
+
 def test_apply_refuses_invalid_params_and_leaves_the_file(params_file, tmp_path):
     presets = tmp_path / "presets"
     presets.mkdir()
@@ -150,11 +171,11 @@ def test_preset_model_runs_at_a_tiny_size_with_random_weights(params_file, name)
     for spec in params.loss_specs():  # per-loss overrides only change freeze/dropout: one build covers all
         assert [getattr(spec.model, f) for f in architecture] == [getattr(headline, f) for f in architecture]
     tiny = dataclasses.replace(headline, pretrained=None, input_size=32)
-    model = build_model(tiny, 32, seed=0).eval()
+    model = build_model(tiny, 32, 0, 1, "mlp").eval()
     expected_features = CENTER[name][2] if name in CENTER else 512  # ViT-B/32 image embedding: 512
     with torch.no_grad():
         images = torch.randn(2, 3, 32, 32)
-        embeddings, features = model(images), model.backbone_features_normalised(images)
+        embeddings, features = model(images), model.features(images)
     assert embeddings.shape == (2, headline.embed_dim) and features.shape == (2, expected_features)
     torch.testing.assert_close(embeddings.norm(dim=1), torch.ones(2))
 

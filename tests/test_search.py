@@ -29,11 +29,13 @@ def tiny_params(path: Path) -> None:
     params = yaml.safe_load(path.read_text())
     params["synthetic"].update(identities=12, images_per_id=6, image_size=32)
     params["data"].update(image_size=32, val_ids=0.25, test_ids=0.34, queries_per_id=2)  # 4 test ids: 12 gallery images
-    params["model"].update(backbone="timm:test_resnet", embed_dim=16, hidden=32)
+    params["model"].update(backbone="timm:test_resnet", pretrained=None, freeze=False, embed_dim=16, hidden=32)
     params["train"].update(epochs=1, ids_per_batch=4, images_per_id=2, feature_views=1, patience=1)
     params["evaluate"].update(examples=0, tsne=False)
     params["loss"] = "arcface"
-    params["losses"] = {"baseline": {}, "arcface": {"scale": 16.0}}
+    params["seeds"] = [0]
+    params["stats"]["resamples"] = 100
+    params["losses"] = {"baseline": {}, "arcface": {**params["losses"]["arcface"], "scale": 16.0}}
     path.write_text(yaml.safe_dump(params, sort_keys=False))
 
 
@@ -60,7 +62,7 @@ def manifest(root: Path) -> pd.DataFrame:
 
 def reference_ranking(root: Path, loss: str, query_position: int, k: int) -> tuple[list[str], np.ndarray]:
     """Independent of FAISS: numpy cosine ranking of the embed stage's vector for that query."""
-    emb = root / "data/embeddings" / loss
+    emb = root / "data/embeddings" / loss / "seed0"
     query, gallery = np.load(emb / "query.npy"), np.load(emb / "gallery.npy")
     scores = gallery @ query[query_position] / np.linalg.norm(gallery, axis=1) / np.linalg.norm(query[query_position])
     order = np.argsort(-scores, kind="stable")[:k]
@@ -93,7 +95,7 @@ def test_repro_ran_submit_and_its_score_matches_evaluate(project):
     # the submission's own score (from its labels) equals evaluate's exact-ranking score for the headline loss
     line = next(line for line in stdout.splitlines() if line.startswith("lossbench submit:"))
     score = float(line.split("score=")[1].split()[0])
-    metrics = json.loads((root / "metrics/losses/arcface.json").read_text())
+    metrics = json.loads((root / "metrics/runs/arcface/seed0.json").read_text())
     assert score == pytest.approx(metrics["score"], abs=0.05)
 
 
@@ -168,7 +170,7 @@ def test_pipeline_not_run_names_the_command(tmp_path, monkeypatch, capsys):
     assert main(["search", str(image)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "has not produced data/processed/images.npy" in err
-    assert "run `dvc repro index@arcface`" in err
+    assert "run `dvc repro index@arcface-0`" in err
 
 
 def test_command_line_entry_point(in_project, subprocess_env):

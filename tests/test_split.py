@@ -18,11 +18,7 @@ def test_split_sizes() -> None:
     assert split_sizes(10, 0.0, 0.25) == {"train": 7, "val": 0, "test": 3}
     assert split_sizes(20, 0.125, 0.125) == {"train": 14, "val": 3, "test": 3}  # 2.5 rounds up
     with pytest.raises(LossbenchError, match="2 usable identities are too few"):
-        split_sizes(2, 0.15, 0.25)
-    with pytest.raises(LossbenchError, match="val_ids=1.5"):
-        split_sizes(40, 1.5, 0.25)
-    with pytest.raises(LossbenchError, match="leaves no train"):
-        split_sizes(40, 0.5, 0.5)
+        split_sizes(2, 0.15, 0.25)  # the fractions themselves are checked when params load (test_config)
 
 
 def test_split_is_disjoint_complete_and_sized() -> None:

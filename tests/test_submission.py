@@ -10,13 +10,16 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+import yaml
 from PIL import Image
 
 from lossbench.data.preprocess import preprocess_dataset, resize_center_crop
 from lossbench.data.scan import open_rgb
 from lossbench.data.store import load_processed
 from lossbench.data.transforms import build_eval_transform
-from lossbench.embedding import extract_embeddings
+from lossbench.embedding_sets import set_rows
+from lossbench.inference.embedding import extract_embeddings
+from lossbench.inference.encoders import ImageEncoder
 from lossbench.errors import LossbenchError
 from lossbench.io import atomic_save_npy
 from lossbench.submission import (
@@ -26,7 +29,9 @@ from lossbench.submission import (
     score_ranking,
     validate_submission,
 )
-from lossbench.training.builder import build_model
+from lossbench.models.builder import build_model
+
+ROOT = Path(__file__).resolve().parents[1]
 
 # ------------------------------------------------------------------------------------------ pieces
 
@@ -175,14 +180,18 @@ def challenge_project(tmp_path, monkeypatch) -> tuple:
         partner[f"photo{i}.png"] = f"img_{2 * i:03d}.png"
     project = tmp_path / "project"
     preprocess_dataset(data, project / "data/processed", image_size=32, val_ids=0.0, test_ids=0.34,
-                       queries_per_id=1, query_domain=None, seed=0)
+                       queries_per_id=1, query_domain=None, min_images_per_id=2, seed=0)
     images, manifest = load_processed(project / "data/processed")
     cfg = SimpleNamespace(backbone="timm:test_resnet", pretrained=None, input_size=None, embed_dim=8, hidden=0,
                           dropout=0.0, freeze=False)
-    model = build_model(cfg, 32, seed=0).eval()
-    extract_embeddings(model, {"type": "baseline"}, images, manifest, project / "data/embeddings/baseline",
-                       batch_size=4, flip_tta=False, device=torch.device("cpu"))
-    (project / "params.yaml").write_text("loss: baseline\nlosses:\n  baseline: {}\n")
+    model = build_model(cfg, 32, 0, 1, "normalise").eval()
+    rows = set_rows(manifest)
+    transform = build_eval_transform(model.backbone.input_size, model.backbone.mean, model.backbone.std)
+    encoders = {name: ImageEncoder(images, r, transform, torch.device("cpu")) for name, r in rows.items()}
+    extract_embeddings(model, encoders, rows, project / "data/embeddings/baseline/seed0", batch_size=4, flip_tta=False)
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params.update(loss="baseline", seeds=[0])
+    (project / "params.yaml").write_text(yaml.safe_dump(params))
     monkeypatch.chdir(project)
     return project, partner, model, data
 
@@ -206,7 +215,7 @@ def test_challenge_submission_end_to_end(challenge_project):
     def embed(path: Path) -> np.ndarray:
         with torch.no_grad():
             x = transform(resize_center_crop(open_rgb(path), 32)).unsqueeze(0)
-            return model.backbone_features_normalised(x)[0].numpy()
+            return model(x)[0].numpy()
 
     gallery = np.stack([embed(data / "test/gallery" / name) for name in gallery_files])
     for query, names in submission.items():

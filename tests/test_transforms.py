@@ -103,9 +103,7 @@ def test_bad_arrays_are_rejected(image):
 
 @pytest.mark.parametrize(
     ("kwargs", "pattern"),
-    [({"crop_scale": (0.0, 1.0)}, "crop_scale"), ({"crop_scale": (0.9, 0.8)}, "crop_scale"),
-     ({"crop_scale": (0.5, 1.5)}, "crop_scale"), ({"color_jitter": -0.1}, "color_jitter"),
-     ({"input_size": 0}, "input size")],
+    [({"input_size": 0}, "input size")],  # crop_scale and color_jitter are checked when params load (test_config)
 )
 def test_bad_train_options(kwargs, pattern):
     with pytest.raises(LossbenchError, match=pattern):

@@ -16,14 +16,10 @@ EVAL_ROLES = ("query", "gallery", "unused")
 
 
 def split_sizes(num_identities: int, val_fraction: float, test_fraction: float) -> dict[str, int]:
-    """Identities per split: fractions rounded half up, at least 1 for a positive fraction, rest train."""
-    for name, value in (("val_ids", val_fraction), ("test_ids", test_fraction)):
-        if not 0 <= value < 1:
-            raise LossbenchError(f"{name}={value} must be a fraction in [0, 1)")
-    if val_fraction + test_fraction >= 1:
-        raise LossbenchError(
-            f"val_ids + test_ids = {val_fraction + test_fraction:g} leaves no train identities; keep the sum below 1"
-        )
+    """Identities per split: fractions rounded half up, at least 1 for a positive fraction, rest train.
+
+    The fractions are ``data.val_ids`` / ``data.test_ids``, validated when params load (lossbench/config.py);
+    whether ``num_identities`` is enough for them is checked here."""
     sizes = {
         "val": max(1, math.floor(val_fraction * num_identities + 0.5)) if val_fraction > 0 else 0,
         "test": max(1, math.floor(test_fraction * num_identities + 0.5)) if test_fraction > 0 else 0,

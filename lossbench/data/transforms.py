@@ -48,13 +48,11 @@ def build_train_transform(
     color_jitter: float = 0.2,
 ) -> v2.Compose:
     """Random resized crop (area share in ``crop_scale``) to ``input_size``, optional horizontal flip, colour
-    jitter of brightness/contrast/saturation by ``±color_jitter`` (0 = off), then normalisation."""
+    jitter of brightness/contrast/saturation by ``±color_jitter`` (0 = off), then normalisation.
+
+    ``crop_scale`` and ``color_jitter`` are ``train.augment.*``, validated when params load (lossbench/config.py)."""
     _check_size(input_size)
     low, high = crop_scale
-    if not 0.0 < low <= high <= 1.0:
-        raise LossbenchError(f"train.crop_scale must satisfy 0 < min <= max <= 1, got {list(crop_scale)}")
-    if color_jitter < 0:
-        raise LossbenchError(f"train.color_jitter must be >= 0, got {color_jitter}")
     steps: list = [ArrayToImage(), v2.RandomResizedCrop(input_size, scale=(low, high), antialias=True)]
     if hflip:
         steps.append(v2.RandomHorizontalFlip(p=0.5))

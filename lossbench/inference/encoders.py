@@ -89,7 +89,7 @@ class ImageEncoder:
     def __init__(self, images: np.ndarray, rows: np.ndarray, transform: Transform, device: torch.device,
                  call: str = "forward"):
         self.images, self.rows, self.transform, self.device = images, np.asarray(rows), transform, device
-        self.call = call  # "forward" (full model), "features" (backbone only) or "backbone_features_normalised"
+        self.call = call  # "forward" (the embedding) or "features" (backbone only, for the feature cache)
         self.batched = batched_transform(transform)
 
     def __len__(self) -> int:

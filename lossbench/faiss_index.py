@@ -16,7 +16,7 @@ import numpy as np
 
 from lossbench.errors import LossbenchError
 from lossbench.io import _atomic_path
-from lossbench.metrics.retrieval import as_embeddings
+from lossbench.metrics.ranking import as_embeddings
 
 _FACTORY_HINT = ("any faiss.index_factory string, e.g. 'Flat' (exact), 'HNSW32', 'IVF64,Flat', "
                  "'IVF64,PQ16' (params.yaml: index.factory)")

@@ -1,0 +1,54 @@
+"""Embedding extraction: every evaluated image embedded exactly once, streamed to memory-mapped ``.npy`` files
+(the sets and their file layout: :mod:`lossbench.embedding_sets`).
+
+A run on a frozen backbone embeds from the feature cache (its head applied to cached features, equal to the
+full forward within float tolerance) unless flip TTA is asked for; every other run runs its model on images.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+
+from lossbench import paths
+from lossbench.config import Params
+from lossbench.embedding_sets import set_rows
+from lossbench.inference.checkpoint import load_model
+from lossbench.inference.encoders import Encoder, encode_all
+from lossbench.inference.runs import Splits, eval_encoder, shared_cache
+from lossbench.io import atomic_memmap, atomic_save_npy
+from lossbench.models import EmbeddingModel
+from lossbench.runtime import pick_device, set_threads
+
+
+def extract_embeddings(model: EmbeddingModel, encoders: dict[str, Encoder], rows: dict[str, np.ndarray],
+                       out_dir, batch_size: int, flip_tta: bool) -> dict[str, dict]:
+    """Embed every set into ``out_dir`` (``<set>.npy`` + ``<set>_rows.npy``); return per-set counts and speed."""
+    report = {}
+    for name, encoder in encoders.items():
+        start = time.perf_counter()
+        with atomic_memmap(out_dir / f"{name}.npy", (len(encoder), model.embed_dim)) as out:
+            encode_all(model, encoder, batch_size, out=out, flip_tta=flip_tta, progress=f"embed {name}")
+        seconds = time.perf_counter() - start
+        atomic_save_npy(out_dir / f"{name}_rows.npy", rows[name])
+        report[name] = {"images": int(len(encoder)), "images_per_second": round(len(encoder) / max(seconds, 1e-9), 1)}
+    return report
+
+
+def embed_run(params: Params, loss: str, seed: int) -> str:
+    """Write the query/gallery (and challenge) embeddings of one run; return a summary line."""
+    set_threads(params.train.threads)
+    device = pick_device()
+    spec = params.resolve_loss(loss)
+    model, _ = load_model(paths.model_dir(loss, seed), device)
+    splits = Splits.load()
+    cache = None if params.evaluate.flip_tta else shared_cache(params, spec, seed)
+    rows = set_rows(splits.manifest)
+    encoders = {name: eval_encoder(model, splits.images, set_rows_, cache, device) for name, set_rows_ in rows.items()}
+    with torch.no_grad():
+        report = extract_embeddings(model, encoders, rows, paths.embeddings_dir(loss, seed), params.evaluate.batch_size,
+                                    params.evaluate.flip_tta)
+    source = "cached features" if cache is not None else "images"
+    return f"{loss} seed {seed} (from {source}): " + ", ".join(f"{name} {r['images']}" for name, r in report.items())
