@@ -11,8 +11,8 @@ import os
 import statistics
 import sys
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
@@ -61,6 +61,7 @@ def interleaved(cases: dict[str, Callable[[], object]], repeats: int, warmup: in
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     """A Markdown table (floats with 3 significant digits)."""
+
     def fmt(value: object) -> str:
         return f"{value:.3g}" if isinstance(value, float) else str(value)
 

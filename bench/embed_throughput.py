@@ -14,8 +14,6 @@ transform) vs the transform applied per image and stacked.
 
 from __future__ import annotations
 
-from _common import interleaved, params, setup, table  # first: it configures the environment
-
 import argparse
 import dataclasses
 import itertools
@@ -24,10 +22,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _common import interleaved, params, setup, table  # first: it configures the environment
 
-from lossbench.models.builder import build_model
 from lossbench.inference.encoders import ImageEncoder, encode_all
 from lossbench.inference.runs import transforms_for
+from lossbench.models.builder import build_model
 
 
 def run_case(p, input_size: int, count: int, batch: int, storage: Path, repeats: int) -> list[object]:
@@ -40,11 +39,13 @@ def run_case(p, input_size: int, count: int, batch: int, storage: Path, repeats:
     model = build_model(dataclasses.replace(p.model, input_size=input_size), size, p.seed, p.seed + 1, "mlp").eval()
     _, eval_tf = transforms_for(model, p.train)
     # one timed unit = one batch; each side cycles through the same batches, so a round compares like with like
-    encoders = [ImageEncoder(images, np.arange(s, min(s + batch, count)), eval_tf, torch.device("cpu"))
-                for s in range(0, count, batch)]
+    encoders = [
+        ImageEncoder(images, np.arange(s, min(s + batch, count)), eval_tf, torch.device("cpu"))
+        for s in range(0, count, batch)
+    ]
     in_memory = itertools.cycle([torch.stack([eval_tf(images[i]) for i in encoder.rows]) for encoder in encoders])
     out = np.lib.format.open_memmap(storage / "out.npy", mode="w+", dtype=np.float32, shape=(count, model.embed_dim))
-    to_embed = itertools.cycle([(encoder, out[encoder.rows[0]:encoder.rows[-1] + 1]) for encoder in encoders])
+    to_embed = itertools.cycle([(encoder, out[encoder.rows[0] : encoder.rows[-1] + 1]) for encoder in encoders])
 
     @torch.no_grad()
     def raw() -> None:
@@ -58,10 +59,19 @@ def run_case(p, input_size: int, count: int, batch: int, storage: Path, repeats:
     per_image = {side: times[side] / batch for side in ("raw", "embed")}
     encoder = encoders[0]
     rows = np.arange(min(batch, count))
-    prep = interleaved({"per_image": lambda: torch.stack([eval_tf(images[i]) for i in rows]),
-                        "batched": lambda: encoder.inputs(rows)}, repeats=repeats)
-    return [p.model.backbone, f"{size}→{input_size}", batch, 1 / per_image["raw"], 1 / per_image["embed"],
-            times["raw"] / times["embed"], f"{prep['per_image'] / prep['batched']:.1f}×"]
+    prep = interleaved(
+        {"per_image": lambda: torch.stack([eval_tf(images[i]) for i in rows]), "batched": lambda: encoder.inputs(rows)},
+        repeats=repeats,
+    )
+    return [
+        p.model.backbone,
+        f"{size}→{input_size}",
+        batch,
+        1 / per_image["raw"],
+        1 / per_image["embed"],
+        times["raw"] / times["embed"],
+        f"{prep['per_image'] / prep['batched']:.1f}×",
+    ]
 
 
 def main() -> None:
@@ -77,10 +87,24 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for input_size in (p.data.image_size, 3 * p.data.image_size // 2):
             rows.append(run_case(p, input_size, args.images, batch, Path(tmp), args.repeats))
-    print(f"embed throughput, torch threads {torch.get_num_threads()}, median over {args.repeats} passes of "
-          f"{args.images} images, the two sides alternating batch by batch")
-    print(table(["backbone", "stored→input", "batch", "raw img/s", "embed img/s", "embed / raw",
-                 "input prep: batched vs per-image"], rows))
+    print(
+        f"embed throughput, torch threads {torch.get_num_threads()}, median over {args.repeats} passes of "
+        f"{args.images} images, the two sides alternating batch by batch"
+    )
+    print(
+        table(
+            [
+                "backbone",
+                "stored→input",
+                "batch",
+                "raw img/s",
+                "embed img/s",
+                "embed / raw",
+                "input prep: batched vs per-image",
+            ],
+            rows,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -13,12 +13,11 @@ Embeddings: class centres on the unit sphere + Gaussian noise, L2-normalised (de
 
 from __future__ import annotations
 
-from _common import interleaved, setup, table  # first: it configures the environment
-
 import argparse
 
 import numpy as np
 import torch
+from _common import interleaved, setup, table  # first: it configures the environment
 from pytorch_metric_learning.distances import CosineSimilarity
 from pytorch_metric_learning.utils.accuracy_calculator import AccuracyCalculator
 from pytorch_metric_learning.utils.inference import CustomKNN
@@ -55,8 +54,9 @@ def main() -> None:
 
     include = tuple(PAIRS.values())
     calculators = {
-        "pml (exact cosine kNN)": AccuracyCalculator(include=include, knn_func=CustomKNN(CosineSimilarity()),
-                                                     device=torch.device("cpu")),
+        "pml (exact cosine kNN)": AccuracyCalculator(
+            include=include, knn_func=CustomKNN(CosineSimilarity()), device=torch.device("cpu")
+        ),
         "pml (default FAISS kNN)": AccuracyCalculator(include=include, device=torch.device("cpu")),
     }
     cases = {"ours": lambda: evaluate_retrieval(query, q_labels, gallery, g_labels)}
@@ -69,11 +69,20 @@ def main() -> None:
     for name in calculators:
         ref = cases[name]()
         diff = max(abs(ours[key] - ref[pml]) for key, pml in PAIRS.items())
-        rows.append([name, times[name] / times["ours"], diff, f"{ref['precision_at_1']:.4f}",
-                     f"{ref['mean_average_precision_at_r']:.4f}"])
-    print(f"retrieval metrics, {args.queries} queries × {args.gallery} gallery × {args.dim} dims, {args.classes} "
-          f"classes, threads {args.threads}, median of {args.repeats} interleaved runs "
-          f"(ours: {times['ours']:.2f} s, also computes top-5/10, mAP and the CMC)")
+        rows.append(
+            [
+                name,
+                times[name] / times["ours"],
+                diff,
+                f"{ref['precision_at_1']:.4f}",
+                f"{ref['mean_average_precision_at_r']:.4f}",
+            ]
+        )
+    print(
+        f"retrieval metrics, {args.queries} queries × {args.gallery} gallery × {args.dim} dims, {args.classes} "
+        f"classes, threads {args.threads}, median of {args.repeats} interleaved runs "
+        f"(ours: {times['ours']:.2f} s, also computes top-5/10, mAP and the CMC)"
+    )
     print(table(["implementation", "time / ours", "max |Δ| vs ours", "P@1", "MAP@R"], rows))
 
 

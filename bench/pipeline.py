@@ -1,23 +1,23 @@
 """Pipeline overhead in a temporary copy of the project (a fresh git + DVC repository).
 
 1. the full ``dvc repro`` (wall time, and each stage's own time from its summary line);
-2. ``dvc repro`` with nothing changed (no-op; median of 3);
+2. ``dvc repro`` with nothing changed (median of 3; only the always-changed ``weights`` stage runs, and
+   finds its record unchanged);
 3. ``dvc exp run -S loss=<another loss>`` after the full run (which stages re-ran, wall time);
-4. peak memory of ``python -m stages.embed <headline loss>`` for the default test gallery and for
-   galleries 10× and 100× larger (gallery rows duplicated into a larger processed array): peak RSS
-   and peak anonymous RSS (RSS minus file-backed pages such as the read-only image memmap). The
-   anonymous peak must not grow with the gallery: embeddings go straight into a memmap.
+4. peak memory of ``python -m stages.embed <headline loss> <first seed>`` (the stage ``embed@<loss>-<seed>``)
+   for the default test gallery and for galleries 10× and 100× larger (gallery rows duplicated into a
+   larger processed array): peak RSS and peak anonymous RSS (RSS minus file-backed pages such as the
+   read-only image memmap). The anonymous peak must not grow with the gallery: embeddings go straight
+   into a memmap.
 
-Default = the real params.yaml (the full study: several minutes); ``--tiny`` = the tiny params of
-tests/test_pipeline_e2e.py (about a minute). Child processes get the caller's environment as it was
-(no benchmark-only settings), so the times are what ``dvc repro`` gives a user.
+Default = the real params.yaml (the full study: several minutes); ``--tiny`` = :func:`tiny_params` (about
+a minute). Child processes get the caller's environment as it was (no benchmark-only settings), so the
+times are what ``dvc repro`` gives a user.
 
     python bench/pipeline.py [--tiny] [--keep]
 """
 
 from __future__ import annotations
-
-from _common import ORIGINAL_ENV, ROOT, table  # first: it configures the environment
 
 import argparse
 import re
@@ -32,18 +32,56 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import yaml
+from _common import ORIGINAL_ENV, ROOT, table  # first: it configures the environment
 
 from lossbench.data.store import load_processed, write_images, write_manifest
-from tests.test_pipeline_e2e import ran_stages, tiny_params
 
-PROJECT_FILES = ["lossbench", "stages", "presets", "dvc.yaml", "params.yaml", "pyproject.toml", ".dvcignore",
-                 ".gitignore"]
+PROJECT_FILES = [
+    "lossbench",
+    "stages",
+    "presets",
+    "dvc.yaml",
+    "params.yaml",
+    "pyproject.toml",
+    ".dvcignore",
+    ".gitignore",
+]
 """What a user's clone holds (as tests/conftest.py copies it), minus tests, data and outputs."""
 
-ENV = {**ORIGINAL_ENV, "TQDM_DISABLE": "1", "PATH": f"{Path(sys.executable).parent}:{ORIGINAL_ENV.get('PATH', '')}",
-       "GIT_AUTHOR_NAME": "bench", "GIT_AUTHOR_EMAIL": "bench@localhost",
-       "GIT_COMMITTER_NAME": "bench", "GIT_COMMITTER_EMAIL": "bench@localhost"}
+ENV = {
+    **ORIGINAL_ENV,
+    "TQDM_DISABLE": "1",
+    "PATH": f"{Path(sys.executable).parent}:{ORIGINAL_ENV.get('PATH', '')}",
+    "GIT_AUTHOR_NAME": "bench",
+    "GIT_AUTHOR_EMAIL": "bench@localhost",
+    "GIT_COMMITTER_NAME": "bench",
+    "GIT_COMMITTER_EMAIL": "bench@localhost",
+}
 SUMMARY = re.compile(r"^lossbench (\S+): .*\((\d+(?:\.\d+)?)s\)$")
+
+
+def tiny_params(path: Path) -> None:
+    """Shrink the study in ``path`` to about a minute while keeping its shape: its headline loss, the first other
+    trained loss (what step 3 switches to) and the baseline, its first two seeds, and its model and training
+    settings except sizes (a from-scratch ``timm:test_resnet``: no weights to load). The stage graph and the
+    frozen / fine-tuned choice are the real study's, so the per-stage overhead is too; only the data is tiny."""
+    params = yaml.safe_load(path.read_text())
+    headline = params["loss"]
+    other = next(name for name in params["losses"] if name not in (headline, "baseline"))
+    kept = [name for name in dict.fromkeys(("baseline", headline, other)) if name in params["losses"]]
+    params["losses"] = {name: params["losses"][name] for name in kept}
+    params["seeds"] = params["seeds"][:2]
+    params["synthetic"].update(identities=16, images_per_id=6, image_size=32)
+    params["data"].update(image_size=32, val_ids=0.25, test_ids=0.25)
+    params["model"].update(backbone="timm:test_resnet", pretrained=None, embed_dim=16, hidden=32)
+    params["train"].update(epochs=2, ids_per_batch=4, images_per_id=2, feature_views=2, patience=2)
+    params["stats"].update(resamples=200)
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def ran_stages(output: str) -> set[str]:
+    """The stages ``dvc repro`` / ``dvc exp run`` ran (``Running stage 'train@arcface-0':``), not the cached ones."""
+    return {line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage '")}
 
 
 def run(args: list[str], cwd: Path) -> tuple[str, float]:
@@ -115,7 +153,9 @@ def peak_memory(args: list[str], cwd: Path, interval: float = 0.02) -> tuple[flo
 
 
 def enlarged_copy(repo: Path, target: Path, factor: int) -> int:
-    """A directory where ``stages.embed`` sees the repo's model and a test gallery ``factor`` times larger.
+    """A directory where ``stages.embed`` sees the repo's models and a test gallery ``factor`` times larger.
+
+    No feature cache is linked (its key names the original data), so a frozen-backbone run embeds from images.
 
     Returns the gallery size. Extra gallery rows duplicate the real ones (new row numbers and paths).
     """
@@ -136,7 +176,7 @@ def enlarged_copy(repo: Path, target: Path, factor: int) -> int:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--tiny", action="store_true", help="the e2e test's tiny params instead of params.yaml")
+    parser.add_argument("--tiny", action="store_true", help="tiny params (about a minute) instead of params.yaml")
     parser.add_argument("--keep", action="store_true", help="keep the temporary repository (its path is printed)")
     parser.add_argument("--factors", type=int, nargs="+", default=[1, 10, 100], help="gallery size factors")
     args = parser.parse_args()
@@ -147,13 +187,15 @@ def main() -> None:
     try:
         make_repo(repo, args.tiny)
         params = yaml.safe_load((repo / "params.yaml").read_text())
-        headline = params["loss"]
+        headline, seed = params["loss"], params["seeds"][0]
         other = next(name for name in params["losses"] if name not in (headline, "baseline"))
 
         output, full = dvc("repro", cwd=repo)
         per_stage = stage_times(output)
         commit(repo, "full run")
-        noop = statistics.median(dvc("repro", cwd=repo)[1] for _ in range(3))
+        noops = [dvc("repro", cwd=repo) for _ in range(3)]
+        noop = statistics.median(seconds for _, seconds in noops)
+        noop_ran = sorted(set.union(*(ran_stages(out) for out, _ in noops)))
         output, switch = dvc("exp", "run", "-S", f"loss={other}", cwd=repo)
         switched = sorted(ran_stages(output))
 
@@ -162,7 +204,7 @@ def main() -> None:
             target = tmp / f"embed_x{factor}"
             target.mkdir()
             size = enlarged_copy(repo, target, factor)
-            hwm, anon, seconds = peak_memory([sys.executable, "-m", "stages.embed", headline], target)
+            hwm, anon, seconds = peak_memory([sys.executable, "-m", "stages.embed", headline, str(seed)], target)
             memory.append([f"{factor}×", size, f"{hwm:.0f}", f"{anon:.0f}", f"{seconds:.1f}"])
     finally:
         if args.keep:
@@ -170,23 +212,38 @@ def main() -> None:
         else:
             shutil.rmtree(tmp, ignore_errors=True)
 
-    print(f"params: {'tiny (tests/test_pipeline_e2e.py)' if args.tiny else 'params.yaml'}; "
-          f"backbone {params['model']['backbone']}, {len(params['losses'])} losses, "
-          f"{params['synthetic']['identities']} identities × {params['synthetic']['images_per_id']} images")
-    print(table(["run", "wall s", "stages run"], [
-        ["full `dvc repro`", f"{full:.0f}", len(per_stage)],
-        ["no-op `dvc repro` (median of 3)", f"{noop:.1f}", 0],
-        [f"`dvc exp run -S loss={other}`", f"{switch:.1f}", ", ".join(switched)],
-    ]))
-    by_kind: dict[str, float] = {}
+    print(
+        f"params: {'tiny (bench/pipeline.py)' if args.tiny else 'params.yaml'}; "
+        f"backbone {params['model']['backbone']}, {len(params['losses'])} losses × {len(params['seeds'])} seeds, "
+        f"{params['synthetic']['identities']} identities × {params['synthetic']['images_per_id']} images"
+    )
+    print(
+        table(
+            ["run", "wall s", "stages run"],
+            [
+                ["full `dvc repro`", f"{full:.0f}", len(per_stage)],
+                ["no-op `dvc repro` (median of 3)", f"{noop:.1f}", ", ".join(noop_ran) or "none"],
+                [f"`dvc exp run -S loss={other}`", f"{switch:.1f}", ", ".join(switched)],
+            ],
+        )
+    )
+    by_kind: dict[str, float] = {}  # train@arcface-0, train@triplet-1, ... -> train
     for stage, seconds in per_stage:
         by_kind[stage.split("@")[0]] = by_kind.get(stage.split("@")[0], 0.0) + seconds
     print()
     by_kind["(rest: process start-up, imports, DVC)"] = full - sum(by_kind.values())
-    print(table(["stage (summed over losses)", "s", "share of full repro"],
-                [[kind, f"{s:.1f}", f"{s / full:.0%}"] for kind, s in sorted(by_kind.items(), key=lambda kv: -kv[1])]))
+    print(
+        table(
+            ["stage (summed over losses and seeds)", "s", "share of full repro"],
+            [[kind, f"{s:.1f}", f"{s / full:.0%}"] for kind, s in sorted(by_kind.items(), key=lambda kv: -kv[1])],
+        )
+    )
     print()
-    print(table([f"embed@{headline} gallery", "gallery images", "peak RSS MB", "peak anonymous MB", "wall s"], memory))
+    print(
+        table(
+            [f"embed@{headline}-{seed} gallery", "gallery images", "peak RSS MB", "peak anonymous MB", "wall s"], memory
+        )
+    )
 
 
 if __name__ == "__main__":

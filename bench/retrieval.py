@@ -19,22 +19,22 @@ HNSW32 alone takes ~6 of them); ``--quick`` runs 10^5 only (~2 minutes).
 
 from __future__ import annotations
 
-from _common import interleaved, setup, table  # first: it configures the environment
-
 import argparse
 import time
 
 import faiss
 import numpy as np
 import torch
+from _common import interleaved, setup, table  # first: it configures the environment
 
 from lossbench.faiss_index import build_index, search
 
 DIM, K = 512, 10
 
 
-def clustered(n: int, centres: np.ndarray, rng: np.random.Generator, noise: float = 1.5,
-              block: int = 100_000) -> np.ndarray:
+def clustered(
+    n: int, centres: np.ndarray, rng: np.random.Generator, noise: float = 1.5, block: int = 100_000
+) -> np.ndarray:
     """``n`` unit vectors: a random centre each plus isotropic noise of norm ≈ ``noise``.
 
     With noise 1.5 two members of a cluster have cosine ≈ 0.3 and members of different clusters
@@ -55,7 +55,7 @@ def torch_sort_search(query: np.ndarray, gallery: torch.Tensor, k: int, chunk: i
     """Full similarity matrix + ``torch.sort`` (descending) per chunk of queries; the top-k ids."""
     ids = []
     for start in range(0, len(query), chunk):
-        sim = torch.from_numpy(query[start:start + chunk]) @ gallery.T
+        sim = torch.from_numpy(query[start : start + chunk]) @ gallery.T
         ids.append(torch.sort(sim, dim=1, descending=True).indices[:, :k])
     return torch.cat(ids).numpy()
 
@@ -64,8 +64,9 @@ def recall(found: np.ndarray, exact: np.ndarray) -> float:
     return float(np.mean([len(np.intersect1d(a[a >= 0], b)) / K for a, b in zip(found, exact)]))
 
 
-def ann_index(gallery: np.ndarray, factory: str, rng: np.random.Generator, build_threads: int,
-              search_threads: int) -> tuple[faiss.Index, float]:
+def ann_index(
+    gallery: np.ndarray, factory: str, rng: np.random.Generator, build_threads: int, search_threads: int
+) -> tuple[faiss.Index, float]:
     """An inner-product ``factory`` index of ``gallery`` (IVF trained on a sample) and its build seconds."""
     faiss.omp_set_num_threads(build_threads)
     start = time.perf_counter()
@@ -97,6 +98,7 @@ def run_size(n: int, n_query: int, n_sort: int, repeats: int, args, rng: np.rand
         def run():
             faiss.ParameterSpace().set_index_parameter(index, name, value)
             return index.search(query, K)[1]
+
         return run
 
     cases = {  # name: (search function, queries it handles, build seconds)
@@ -114,8 +116,15 @@ def run_size(n: int, n_query: int, n_sort: int, repeats: int, args, rng: np.rand
     rows = []
     for name, (run, count, build) in cases.items():
         found = run()
-        rows.append([f"{n:.0e}".replace("+0", ""), name, recall(found, exact[:count]),
-                     (count / times[name]) / flat_rate, "" if build is None else f"{build:.0f}"])
+        rows.append(
+            [
+                f"{n:.0e}".replace("+0", ""),
+                name,
+                recall(found, exact[:count]),
+                (count / times[name]) / flat_rate,
+                "" if build is None else f"{build:.0f}",
+            ]
+        )
     return rows
 
 
@@ -133,10 +142,11 @@ def main() -> None:
     rows = []
     for n in sizes:
         n_query = args.queries if n <= 100_000 else min(args.queries, 100)
-        rows += run_size(n, n_query, n_sort=min(n_query, 10**8 // n), repeats=args.repeats, args=args,
-                         rng=rng)
-    print(f"top-{K} search, dim {DIM}, clustered data, {args.threads} search thread(s), median of {args.repeats} "
-          "interleaved rounds; speed = queries/s relative to raw Flat")
+        rows += run_size(n, n_query, n_sort=min(n_query, 10**8 // n), repeats=args.repeats, args=args, rng=rng)
+    print(
+        f"top-{K} search, dim {DIM}, clustered data, {args.threads} search thread(s), median of {args.repeats} "
+        "interleaved rounds; speed = queries/s relative to raw Flat"
+    )
     print(table(["gallery", "method", "recall@10", "speed vs Flat", "build s"], rows))
 
 

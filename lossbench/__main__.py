@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 from lossbench.errors import LossbenchError
 
@@ -32,7 +32,9 @@ class Command:
 def _search_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("images", nargs="+", metavar="IMAGE", help="image file(s) to search with")
     parser.add_argument("--loss", help="whose model and index to use (default: params.yaml 'loss', the headline)")
-    parser.add_argument("--seed", type=int, help="which training seed's run (default: the first of params.yaml 'seeds')")
+    parser.add_argument(
+        "--seed", type=int, help="which training seed's run (default: the first of params.yaml 'seeds')"
+    )
     parser.add_argument("-k", type=int, default=10, help="results per image (default: 10)")
     parser.add_argument("--grid", metavar="PNG", help="also draw the queries and their results into this figure")
 
@@ -44,13 +46,22 @@ def _search(args: argparse.Namespace) -> None:
     params = load_params()
     loss = args.loss or params.loss
     if loss not in params.losses:
-        raise LossbenchError(f"unknown loss {loss!r}: --loss must be one of the configured losses "
-                             f"({', '.join(params.losses)}; params.yaml 'losses')")
+        raise LossbenchError(
+            f"unknown loss {loss!r}: --loss must be one of the configured losses "
+            f"({', '.join(params.losses)}; params.yaml 'losses')"
+        )
     seed = params.seeds[0] if args.seed is None else args.seed
     if seed not in params.seeds:
         raise LossbenchError(f"--seed {seed} is not one of the configured training seeds {params.seeds}")
-    results = search_images(args.images, loss, seed, args.k, params.data.original, flip_tta=params.evaluate.flip_tta,
-                            batch_size=params.evaluate.batch_size)
+    results = search_images(
+        args.images,
+        loss,
+        seed,
+        args.k,
+        params.data.original,
+        flip_tta=params.evaluate.flip_tta,
+        batch_size=params.evaluate.batch_size,
+    )
     print(format_results(results, loss))
     if args.grid:
         from lossbench import paths
@@ -62,8 +73,11 @@ def _search(args: argparse.Namespace) -> None:
 def _preset_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("name", nargs="?", help="preset name (see --list)")
     parser.add_argument("--list", action="store_true", help="list the presets with a one-line description")
-    parser.add_argument("--apply", action="store_true",
-                        help="rewrite params.yaml with the preset instead of printing the `dvc exp run` command")
+    parser.add_argument(
+        "--apply",
+        action="store_true",
+        help="rewrite params.yaml with the preset instead of printing the `dvc exp run` command",
+    )
     parser.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
 
 
@@ -79,22 +93,31 @@ def _preset(args: argparse.Namespace) -> None:
         raise LossbenchError("name a preset (`python -m lossbench preset --list` shows them)")
     if args.apply:
         resolved = apply_preset(args.name, args.params)
-        print(f"applied preset {args.name} to {args.params} ({len(resolved.overrides)} settings); "
-              f"run it with `dvc repro` or `dvc exp run`")
+        print(
+            f"applied preset {args.name} to {args.params} ({len(resolved.overrides)} settings); "
+            f"run it with `dvc repro` or `dvc exp run`"
+        )
     else:
         print(command(resolve(args.name, args.params).overrides))
 
 
 COMMANDS: dict[str, Command] = {
-    "search": Command("top-k test gallery matches of image files, using a trained model and its FAISS index",
-                      _search_arguments, _search),
+    "search": Command(
+        "top-k test gallery matches of image files, using a trained model and its FAISS index",
+        _search_arguments,
+        _search,
+    ),
     "preset": Command("print (or --apply) the params of a source project's setup", _preset_arguments, _preset),
 }
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="lossbench", description=__doc__.splitlines()[0], epilog=EXAMPLES,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="lossbench",
+        description=__doc__.splitlines()[0],
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, cmd in COMMANDS.items():
         cmd.configure(commands.add_parser(name, help=cmd.help, description=cmd.help))

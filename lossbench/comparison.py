@@ -31,8 +31,13 @@ SUMMARY_METRICS = ("score", "top1", "mAP", "roc_auc", "eer")
 
 def metric_keys(params: Params) -> list[str]:
     """Every compared metric: exact ranking, verification, then what the FAISS index returns."""
-    ranking = ["score", *[f"top{k}" for k in sorted(set(params.evaluate.topk) | {1, 5, 10})], "mAP", "map_at_r",
-               "r_precision"]
+    ranking = [
+        "score",
+        *[f"top{k}" for k in sorted(set(params.evaluate.topk) | {1, 5, 10})],
+        "mAP",
+        "map_at_r",
+        "r_precision",
+    ]
     verification = ["roc_auc", "eer", *[far_key(f) for f in params.evaluate.far]]
     index = [INDEX_PREFIX + key for key in ranking[: 1 + len(set(params.evaluate.topk) | {1, 5, 10})]]
     return ranking + verification + index
@@ -46,14 +51,16 @@ class Runs:
     replicates: dict[str, list[dict[str, np.ndarray]]]
 
     @classmethod
-    def load(cls, params: Params) -> "Runs":
+    def load(cls, params: Params) -> Runs:
         metrics, replicates = {}, {}
         for loss in params.losses:
             metrics[loss], replicates[loss] = [], []
             for seed in params.seeds:
                 path = paths.run_metrics_path(loss, seed)
                 if not path.is_file():
-                    raise LossbenchError(f"{path} not found: evaluate the run first (`dvc repro evaluate@{loss}-{seed}`)")
+                    raise LossbenchError(
+                        f"{path} not found: evaluate the run first (`dvc repro evaluate@{loss}-{seed}`)"
+                    )
                 metrics[loss].append(json.loads(path.read_text(encoding="utf-8")))
                 with np.load(paths.evaluation_dir(loss, seed) / REPLICATES_FILE) as data:
                     replicates[loss].append({key: data[key] for key in data.files})
@@ -63,15 +70,22 @@ class Runs:
         point = {loss: [run[metric] for run in runs] for loss, runs in self.metrics.items()}
         reps = {loss: np.stack([run[metric] for run in runs]) for loss, runs in self.replicates.items()}
         first = next(iter(self.metrics.values()))[0]
-        return summarize(point, reps, confidence=params.stats.confidence,
-                         higher_is_better=metric not in LOWER_IS_BETTER, identities=first["num_identities"],
-                         seed=params.seed)
+        return summarize(
+            point,
+            reps,
+            confidence=params.stats.confidence,
+            higher_is_better=metric not in LOWER_IS_BETTER,
+            identities=first["num_identities"],
+            seed=params.seed,
+        )
 
     def flagged(self, metric: str, params: Params) -> dict[str, bool]:
         """TAR@FAR cells resting on fewer than ``stats.min_events`` impostor pairs above threshold (any seed)."""
         key = f"impostors_above_{metric}"
-        return {loss: any(few_events(run[key], params.stats.min_events) for run in runs if key in run)
-                for loss, runs in self.metrics.items()}
+        return {
+            loss: any(few_events(run[key], params.stats.min_events) for run in runs if key in run)
+            for loss, runs in self.metrics.items()
+        }
 
 
 def settings_of(spec: LossSpec, seeds: list[int]) -> dict[str, Any]:
@@ -106,15 +120,29 @@ def compare(params: Params) -> str:
         cells = {}
         for key in keys:
             v = verdicts[key][loss]
-            cells[key] = Cell(mean=v.mean, low=v.low, high=v.high, best=v.best, tied=v.tied,
-                              flagged=flags.get(key, {}).get(loss, False),
-                              diff=None if v.best else v.diff, diff_low=None if v.best else v.diff_low,
-                              diff_high=None if v.best else v.diff_high, p_first=v.p_first)
+            cells[key] = Cell(
+                mean=v.mean,
+                low=v.low,
+                high=v.high,
+                best=v.best,
+                tied=v.tied,
+                flagged=flags.get(key, {}).get(loss, False),
+                diff=None if v.best else v.diff,
+                diff_low=None if v.best else v.diff_low,
+                diff_high=None if v.best else v.diff_high,
+                p_first=v.p_first,
+            )
         rows.append(Row(loss=loss, settings=settings_of(specs[loss], params.seeds), cells=cells))
     first = runs.metrics[params.loss][0]
-    study = Study(seeds=len(params.seeds), resamples=params.stats.resamples, confidence=params.stats.confidence,
-                  headline_metric=HEADLINE_METRIC, index_factory=params.index.factory,
-                  queries=int(first["num_queries"]), identities=int(first["num_identities"]))
+    study = Study(
+        seeds=len(params.seeds),
+        resamples=params.stats.resamples,
+        confidence=params.stats.confidence,
+        headline_metric=HEADLINE_METRIC,
+        index_factory=params.index.factory,
+        queries=int(first["num_queries"]),
+        identities=int(first["num_identities"]),
+    )
     write_tables(rows, study, paths.COMPARISON)
     _write_metrics(params, verdicts)
     _figures(params, rows, runs)
@@ -123,13 +151,16 @@ def compare(params: Params) -> str:
     best = next(loss for loss, v in headline.items() if v.best)
     tied = [loss for loss, v in headline.items() if v.tied and not v.best]
     h = headline[params.loss]
-    return (f"{len(params.losses)} losses x {len(params.seeds)} seeds; headline {params.loss} "
-            f"score {h.mean:.1f} [{h.low:.1f}, {h.high:.1f}]; best {best} {headline[best].mean:.1f}"
-            + (f", tied with it: {', '.join(tied)}" if tied else ", no loss tied with it"))
+    return (
+        f"{len(params.losses)} losses x {len(params.seeds)} seeds; headline {params.loss} "
+        f"score {h.mean:.1f} [{h.low:.1f}, {h.high:.1f}]; best {best} {headline[best].mean:.1f}"
+        + (f", tied with it: {', '.join(tied)}" if tied else ", no loss tied with it")
+    )
 
 
 def _write_metrics(params: Params, verdicts: dict[str, dict[str, Verdict]]) -> None:
     """``metrics/summary.json`` (a few numbers per loss) and ``metrics/metrics.json`` (the headline loss)."""
+
     def numbers(loss: str, keys) -> dict[str, float]:
         out = {}
         for key in keys:
@@ -138,13 +169,21 @@ def _write_metrics(params: Params, verdicts: dict[str, dict[str, Verdict]]) -> N
                 out.update({key: round(v.mean, 6), f"{key}_low": round(v.low, 6), f"{key}_high": round(v.high, 6)})
         return out
 
-    summary = {loss: {**numbers(loss, SUMMARY_METRICS[:3]),
-                      "tied_with_best": bool(verdicts[HEADLINE_METRIC][loss].tied),
-                      "p_best": round(verdicts[HEADLINE_METRIC][loss].p_first, 4)}
-               for loss in params.losses}
+    summary = {
+        loss: {
+            **numbers(loss, SUMMARY_METRICS[:3]),
+            "tied_with_best": bool(verdicts[HEADLINE_METRIC][loss].tied),
+            "p_best": round(verdicts[HEADLINE_METRIC][loss].p_first, 4),
+        }
+        for loss in params.losses
+    }
     atomic_write_json(paths.SUMMARY_METRICS, summary)
-    headline = {"loss": params.loss, "seeds": len(params.seeds), **numbers(params.loss, SUMMARY_METRICS),
-                **summary[params.loss]}
+    headline = {
+        "loss": params.loss,
+        "seeds": len(params.seeds),
+        **numbers(params.loss, SUMMARY_METRICS),
+        **summary[params.loss],
+    }
     atomic_write_json(paths.HEADLINE_METRICS, headline)
 
 
@@ -160,11 +199,21 @@ def _figures(params: Params, rows: list, runs: Runs) -> None:
     out.mkdir(parents=True, exist_ok=True)
     for metric in ("score", "mAP"):
         interval_bars(rows, metric, out / f"{metric}.png", highlight=params.loss)
-    seed_curves({loss: _curves(loss, params.seeds, "cmc", "rank", "accuracy") for loss in params.losses},
-                out / "cmc.png", xlabel="rank", ylabel="identification accuracy", title="CMC (test split)")
-    seed_curves({loss: _curves(loss, params.seeds, "roc", "fpr", "tpr") for loss in params.losses},
-                out / "roc.png", xlabel="false accept rate", ylabel="true accept rate", title="ROC (test split)",
-                logx=True)
+    seed_curves(
+        {loss: _curves(loss, params.seeds, "cmc", "rank", "accuracy") for loss in params.losses},
+        out / "cmc.png",
+        xlabel="rank",
+        ylabel="identification accuracy",
+        title="CMC (test split)",
+    )
+    seed_curves(
+        {loss: _curves(loss, params.seeds, "roc", "fpr", "tpr") for loss in params.losses},
+        out / "roc.png",
+        xlabel="false accept rate",
+        ylabel="true accept rate",
+        title="ROC (test split)",
+        logx=True,
+    )
     if params.evaluate.tsne or params.evaluate.examples:
         _headline_figures(params, out)
 
@@ -183,8 +232,14 @@ def _headline_figures(params: Params, out) -> None:
         embeddings = np.concatenate([test.query, test.gallery])
         labels = np.concatenate([test.query_labels, test.gallery_labels])
         roles = np.array(["query"] * len(test.query) + ["gallery"] * len(test.gallery))
-        tsne_plot(embeddings, labels, roles, out / "tsne.png", seed=params.seed,
-                  title=f"t-SNE of {loss} (seed {seed}) test embeddings")
+        tsne_plot(
+            embeddings,
+            labels,
+            roles,
+            out / "tsne.png",
+            seed=params.seed,
+            title=f"t-SNE of {loss} (seed {seed}) test embeddings",
+        )
     count = min(params.evaluate.examples, len(test.query))
     if count:
         rows = _set_rows(loss, seed)
@@ -193,8 +248,9 @@ def _headline_figures(params: Params, out) -> None:
         retrieval_grid(
             queries=[np.asarray(images[rows["query"][i]]) for i in chosen],
             results=[[np.asarray(images[rows["gallery"][j]]) for j in ids[n]] for n in range(count)],
-            correct=[[bool(test.gallery_labels[j] == test.query_labels[i]) for j in ids[n]]
-                     for n, i in enumerate(chosen)],
+            correct=[
+                [bool(test.gallery_labels[j] == test.query_labels[i]) for j in ids[n]] for n, i in enumerate(chosen)
+            ],
             scores=[[float(s) for s in scores[n]] for n in range(count)],
             path=out / "retrieval.png",
         )

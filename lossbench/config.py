@@ -13,9 +13,10 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Mapping
+from typing import Any, Literal
 
 import yaml
 
@@ -35,14 +36,40 @@ class DataConfig:
     image_size: int = field(ge=16, le=1024)
     val_ids: float = field(ge=0.0, le=0.9)
     test_ids: float = field(ge=0.0, le=0.9)
+    folds: int = field(ge=0)
+    fold: int = field(ge=0)
     queries_per_id: int = field(ge=1)
     query_domain: str | None
     min_images_per_id: int = field(ge=2)
 
+    @property
+    def test_share(self) -> float:
+        """Share of identities in test: ``1 / folds`` with identity folds (``test_ids`` is then unused), else
+        ``test_ids``."""
+        return 1.0 / self.folds if self.folds else self.test_ids
+
     def __post_init__(self) -> None:
-        if self.val_ids + self.test_ids >= 1.0:
-            raise LossbenchError(f"val_ids + test_ids = {self.val_ids + self.test_ids:g} leaves no identities for "
-                                 "training; keep their sum below 1.")
+        if self.folds == 1:
+            raise LossbenchError(
+                "folds = 1 would put every identity in test; use folds: 0 (one split, test share "
+                "test_ids) or folds >= 2 (identity cross-validation, test share 1/folds)."
+            )
+        if self.folds and self.fold >= self.folds:
+            raise LossbenchError(
+                f"fold = {self.fold} is not one of the {self.folds} folds; use 0 <= fold <= {self.folds - 1}."
+            )
+        if not self.folds and self.fold:
+            raise LossbenchError(
+                f"fold = {self.fold} needs folds > {self.fold} (folds: 0 means no folds, and then "
+                f"fold must be 0); e.g. `dvc exp run -S data.folds=5 -S data.fold={self.fold}`."
+            )
+        if self.val_ids + self.test_share >= 1.0:
+            test, fix = (
+                ("1/folds", "lower val_ids or raise folds") if self.folds else ("test_ids", "keep their sum below 1")
+            )
+            raise LossbenchError(
+                f"val_ids + {test} = {self.val_ids + self.test_share:g} leaves no identities for training; {fix}."
+            )
 
 
 @dataclass(frozen=True)
@@ -72,8 +99,9 @@ class ModelConfig:
                 f"'hybrid:timm:resnet101+timm:swin_tiny_patch4_window7_224')."
             )
         if family not in BACKBONE_FAMILIES:
-            raise LossbenchError(f"unknown backbone family {family!r} in {self.backbone!r}; "
-                                 f"use one of {', '.join(BACKBONE_FAMILIES)}.")
+            raise LossbenchError(
+                f"unknown backbone family {family!r} in {self.backbone!r}; use one of {', '.join(BACKBONE_FAMILIES)}."
+            )
 
 
 @dataclass(frozen=True)

@@ -30,8 +30,10 @@ def set_rows(manifest: pd.DataFrame) -> dict[str, np.ndarray]:
         if len(selected):
             rows[name] = selected
     if "query" not in rows or "gallery" not in rows:
-        raise LossbenchError("the processed data has no test queries or no test gallery: raise data.test_ids "
-                             "or check data.queries_per_id / data.query_domain, then `dvc repro preprocess`")
+        raise LossbenchError(
+            "the processed data has no test queries or no test gallery: raise data.test_ids "
+            "or check data.queries_per_id / data.query_domain, then `dvc repro preprocess`"
+        )
     return rows
 
 

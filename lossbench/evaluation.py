@@ -1,6 +1,6 @@
 """Evaluate one run (a loss × a training seed) on the test split.
 
-Writes the run's metrics (exact ranking, what its FAISS index returns, verification), its ROC/CMC curves,
+Builds the run's FAISS index over its gallery (``index.factory``; saved for search) and writes the run's metrics (exact ranking, what its FAISS index returns, verification), its ROC/CMC curves,
 and the bootstrap replicates of every metric over resampled test identities — the raw material of the
 comparison's confidence intervals (:mod:`lossbench.stats`). Every run of a study is scored on the same
 queries and resampled with the same identity draws, so losses are compared pairwise.
@@ -17,8 +17,8 @@ from lossbench import paths
 from lossbench.config import Params
 from lossbench.data.store import load_processed
 from lossbench.embedding_sets import load_embeddings
-from lossbench.faiss_index import load_index, search
-from lossbench.io import atomic_write_json, atomic_write_text, atomic_save_npz
+from lossbench.faiss_index import build_index, describe, save_index, search
+from lossbench.io import atomic_save_npz, atomic_write_json, atomic_write_text
 from lossbench.metrics.ranking import cosine_similarity_chunks, evaluate_retrieval, per_query_values
 from lossbench.metrics.verification import evaluate_verification
 from lossbench.stats import identity_weights, impostors_above, mean_replicates, verification_replicates
@@ -39,13 +39,17 @@ class TestSet:
     gallery_labels: np.ndarray
 
     @classmethod
-    def load(cls, loss: str, seed: int, manifest: pd.DataFrame) -> "TestSet":
+    def load(cls, loss: str, seed: int, manifest: pd.DataFrame) -> TestSet:
         directory = paths.embeddings_dir(loss, seed)
         query, query_rows = load_embeddings(directory, "query")
         gallery, gallery_rows = load_embeddings(directory, "gallery")
         labels = manifest.set_index("row")["label"]
-        return cls(np.asarray(query), np.asarray(gallery), labels.loc[query_rows].to_numpy(),
-                   labels.loc[gallery_rows].to_numpy())
+        return cls(
+            np.asarray(query),
+            np.asarray(gallery),
+            labels.loc[query_rows].to_numpy(),
+            labels.loc[gallery_rows].to_numpy(),
+        )
 
     def similarities(self) -> np.ndarray:
         """Cosine similarity of every query (rows) with every gallery item (columns)."""
@@ -69,12 +73,16 @@ def evaluate_run(params: Params, loss: str, seed: int) -> str:
     topk = tuple(params.evaluate.topk)
     far = tuple(params.evaluate.far)
 
-    exact = evaluate_retrieval(test.query, test.query_labels, test.gallery, test.gallery_labels, topk=topk,
-                               per_query=True)
+    exact = evaluate_retrieval(
+        test.query, test.query_labels, test.gallery, test.gallery_labels, topk=topk, per_query=True
+    )
     scored = exact.pop("scored")
     per_query = exact.pop("per_query")
+    cfg = params.index
+    index = build_index(test.gallery, cfg.factory, threads=cfg.threads, ef_search=cfg.ef_search, nprobe=cfg.nprobe)
+    save_index(index, paths.index_path(loss, seed))
     k = min(max(max(topk), 10), len(test.gallery))
-    _, ids = search(load_index(paths.index_path(loss, seed)), test.query[scored], k)
+    _, ids = search(index, test.query[scored], k)
     first_hit = index_first_hits(ids, test.query_labels[scored], test.gallery_labels)
     per_query.update({INDEX_PREFIX + key: value for key, value in per_query_values(first_hit, topk).items()})
 
@@ -84,7 +92,9 @@ def evaluate_run(params: Params, loss: str, seed: int) -> str:
     metrics = {key: value for key, value in {**exact, **verification}.items() if key not in ("cmc", "roc")}
     metrics["num_identities"] = int(np.unique(test.query_labels[scored]).size)
     metrics.update({key: float(np.mean(value)) for key, value in per_query.items() if key.startswith(INDEX_PREFIX)})
-    metrics.update({f"impostors_above_{key}": int(count) for key, count in impostors_above(scores, genuine, far).items()})
+    metrics.update(
+        {f"impostors_above_{key}": int(count) for key, count in impostors_above(scores, genuine, far).items()}
+    )
 
     weights = identity_weights(test.query_labels, params.stats.resamples, params.seed)
     replicates = {key: mean_replicates(value, weights[:, scored]) for key, value in per_query.items()}
@@ -93,9 +103,12 @@ def evaluate_run(params: Params, loss: str, seed: int) -> str:
     atomic_write_json(paths.run_metrics_path(loss, seed), metrics)
     atomic_save_npz(paths.evaluation_dir(loss, seed) / REPLICATES_FILE, replicates)
     _write_curves(paths.curves_dir(loss, seed), exact, verification)
-    return (f"{loss} seed {seed}: top1={metrics['top1']:.3f} score={metrics['score']:.1f} mAP={metrics['mAP']:.3f} "
-            f"ROC-AUC={metrics['roc_auc']:.3f}; index top1={metrics[INDEX_PREFIX + 'top1']:.3f} "
-            f"({metrics['num_queries']} queries, {len(test.gallery)} gallery)")
+    return (
+        f"{loss} seed {seed}: top1={metrics['top1']:.3f} score={metrics['score']:.1f} mAP={metrics['mAP']:.3f} "
+        f"ROC-AUC={metrics['roc_auc']:.3f}; {describe(index)['type']} ({cfg.factory}) top1="
+        f"{metrics[INDEX_PREFIX + 'top1']:.3f} "
+        f"({metrics['num_queries']} queries, {len(test.gallery)} gallery)"
+    )
 
 
 def _write_curves(directory, retrieval: dict, verification: dict) -> None:

@@ -18,16 +18,20 @@ from lossbench.errors import LossbenchError
 from lossbench.io import _atomic_path
 from lossbench.metrics.ranking import as_embeddings
 
-_FACTORY_HINT = ("any faiss.index_factory string, e.g. 'Flat' (exact), 'HNSW32', 'IVF64,Flat', "
-                 "'IVF64,PQ16' (params.yaml: index.factory)")
+_FACTORY_HINT = (
+    "any faiss.index_factory string, e.g. 'Flat' (exact), 'HNSW32', 'IVF64,Flat', "
+    "'IVF64,PQ16' (params.yaml: index.factory)"
+)
 
 
 def as_vectors(vectors: np.ndarray, name: str, dim: int | None = None) -> np.ndarray:
     """Check a 2-D finite matrix (of width ``dim`` if given) and return it C-contiguous float32."""
     out = as_embeddings(vectors, name)
     if dim is not None and out.shape[1] != dim:
-        raise LossbenchError(f"{name} have dimension {out.shape[1]} but the index has {dim}: "
-                             "embed queries and gallery with the same model, then rebuild the index")
+        raise LossbenchError(
+            f"{name} have dimension {out.shape[1]} but the index has {dim}: "
+            "embed queries and gallery with the same model, then rebuild the index"
+        )
     return out
 
 
@@ -45,7 +49,8 @@ def set_search_params(index: faiss.Index, ef_search: int | None = None, nprobe: 
             kind = "HNSW" if name == "efSearch" else "IVF"
             raise LossbenchError(
                 f"{name}={value} applies only to {kind} indexes, but this index is "
-                f"{type(faiss.downcast_index(index)).__name__}: remove it or use a {kind} factory") from None
+                f"{type(faiss.downcast_index(index)).__name__}: remove it or use a {kind} factory"
+            ) from None
 
 
 def _seed_clustering(index: faiss.Index, seed: int) -> None:
@@ -70,7 +75,8 @@ def _train(index: faiss.Index, vectors: np.ndarray, factory: str) -> None:
         raise LossbenchError(
             f"index factory '{factory}' has {nlist} IVF lists but the gallery has only {n} vectors: "
             f"use at most IVF{max(1, n // 39)} (faiss wants ≥ 39 vectors per list) or 'Flat' "
-            "(params.yaml: index.factory)")
+            "(params.yaml: index.factory)"
+        )
     try:
         index.train(vectors)
     except RuntimeError as err:
@@ -81,8 +87,14 @@ def _train(index: faiss.Index, vectors: np.ndarray, factory: str) -> None:
         ) from None
 
 
-def build_index(vectors: np.ndarray, factory: str = "Flat", threads: int | None = None, seed: int = 0,
-                ef_search: int | None = None, nprobe: int | None = None) -> faiss.Index:
+def build_index(
+    vectors: np.ndarray,
+    factory: str = "Flat",
+    threads: int | None = None,
+    seed: int = 0,
+    ef_search: int | None = None,
+    nprobe: int | None = None,
+) -> faiss.Index:
     """Build an inner-product index of ``vectors`` (gallery row i gets id i), training it if needed.
 
     ``threads`` sets FAISS's (process-wide) OpenMP thread count; ``ef_search`` / ``nprobe`` set the
@@ -95,8 +107,9 @@ def build_index(vectors: np.ndarray, factory: str = "Flat", threads: int | None 
         faiss.omp_set_num_threads(int(threads))
     norms = np.linalg.norm(vectors, axis=1)
     if np.abs(norms - 1.0).max() > 1e-3:
-        warnings.warn("gallery embeddings are not L2-normalised: inner-product scores are not cosine "
-                      "similarities", stacklevel=2)
+        warnings.warn(
+            "gallery embeddings are not L2-normalised: inner-product scores are not cosine similarities", stacklevel=2
+        )
     try:
         index = faiss.index_factory(vectors.shape[1], factory, faiss.METRIC_INNER_PRODUCT)
     except RuntimeError:
@@ -122,12 +135,13 @@ def load_index(path: str | os.PathLike) -> faiss.Index:
     """Read an index written by :func:`save_index`."""
     path = Path(path)
     if not path.is_file():
-        raise LossbenchError(f"FAISS index {path} not found: build it with `dvc repro index@<loss>`")
+        raise LossbenchError(f"FAISS index {path} not found: build it with `dvc repro evaluate@<loss>-<seed>`")
     try:
         return faiss.read_index(str(path))
     except RuntimeError:
-        raise LossbenchError(f"{path} is not a readable FAISS index: rebuild it with "
-                             "`dvc repro --force index@<loss>`") from None
+        raise LossbenchError(
+            f"{path} is not a readable FAISS index: rebuild it with `dvc repro --force evaluate@<loss>-<seed>`"
+        ) from None
 
 
 def search(index: faiss.Index, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

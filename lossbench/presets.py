@@ -18,9 +18,10 @@ import difflib
 import re
 import shlex
 import tempfile
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 import yaml
 
@@ -62,8 +63,10 @@ def load_preset(name: str, directory: str | Path = PRESETS_DIR) -> Preset:
     if name not in presets:
         close = difflib.get_close_matches(name, list(presets), n=1)
         hint = f" Did you mean '{close[0]}'?" if close else ""
-        raise LossbenchError(f"unknown preset {name!r}.{hint} Presets: {', '.join(presets) or 'none'} "
-                             f"(`python -m lossbench preset --list`)")
+        raise LossbenchError(
+            f"unknown preset {name!r}.{hint} Presets: {', '.join(presets) or 'none'} "
+            f"(`python -m lossbench preset --list`)"
+        )
     return presets[name]
 
 
@@ -112,8 +115,9 @@ def overrides(preset: Preset, current: Mapping) -> list[str]:
     """
     configured = current.get("losses") or {}
     removals = [f"~losses.{name}" for name in configured if name not in preset.params["losses"]]
-    sets = [f"{'' if _exists(current, key) else '++'}{key}={hydra_value(value)}"
-            for key, value in _leaves(preset.params)]
+    sets = [
+        f"{'' if _exists(current, key) else '++'}{key}={hydra_value(value)}" for key, value in _leaves(preset.params)
+    ]
     return removals + sets
 
 

@@ -21,18 +21,34 @@ import functools
 import math
 import types
 import typing
-from typing import Any, Iterable, Literal, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any, Literal
 
 from lossbench.errors import LossbenchError
 
 _META = "lossbench.schema"
 
 
-def field(*, gt: float | None = None, ge: float | None = None, lt: float | None = None, le: float | None = None,
-          min_items: int | None = None, max_items: int | None = None, unique: bool = False) -> Any:
+def field(
+    *,
+    gt: float | None = None,
+    ge: float | None = None,
+    lt: float | None = None,
+    le: float | None = None,
+    min_items: int | None = None,
+    max_items: int | None = None,
+    unique: bool = False,
+) -> Any:
     """A required dataclass field with bounds (for a list: bounds on each item, plus its length and uniqueness)."""
-    rules = {"gt": gt, "ge": ge, "lt": lt, "le": le, "min_items": min_items, "max_items": max_items,
-             "unique": unique or None}
+    rules = {
+        "gt": gt,
+        "ge": ge,
+        "lt": lt,
+        "le": le,
+        "min_items": min_items,
+        "max_items": max_items,
+        "unique": unique or None,
+    }
     return dataclasses.field(metadata={_META: {k: v for k, v in rules.items() if v is not None}})
 
 
@@ -55,13 +71,22 @@ def _num(value: float) -> str:
 
 
 def _bounds_text(rules: Mapping[str, Any]) -> str:
-    parts = [f"{sign} {_num(rules[key])}" for key, sign in (("gt", ">"), ("ge", ">="), ("lt", "<"), ("le", "<="))
-             if key in rules]
+    parts = [
+        f"{sign} {_num(rules[key])}"
+        for key, sign in (("gt", ">"), ("ge", ">="), ("lt", "<"), ("le", "<="))
+        if key in rules
+    ]
     return " and ".join(parts)
 
 
-_NOUNS = {bool: ("true/false", "true/false values"), int: ("an integer", "integers"), float: ("a number", "numbers"),
-          str: ("a string", "strings"), type(None): ("null", "nulls"), Any: ("any value", "values")}
+_NOUNS = {
+    bool: ("true/false", "true/false values"),
+    int: ("an integer", "integers"),
+    float: ("a number", "numbers"),
+    str: ("a string", "strings"),
+    type(None): ("null", "nulls"),
+    Any: ("any value", "values"),
+}
 
 
 def _is_union(tp: Any) -> bool:
@@ -78,14 +103,20 @@ def describe(tp: Any, rules: Mapping[str, Any] | None = None, *, plural: bool = 
         return "one of " + ", ".join(repr(choice) for choice in typing.get_args(tp))
     if origin is list:
         (item,) = typing.get_args(tp)
-        text = "a list of " + describe(item, {k: v for k, v in rules.items() if k in ("gt", "ge", "lt", "le")},
-                                       plural=True)
+        text = "a list of " + describe(
+            item, {k: v for k, v in rules.items() if k in ("gt", "ge", "lt", "le")}, plural=True
+        )
         lo, hi = rules.get("min_items"), rules.get("max_items")
         if lo is not None and lo == hi:
             text += f", exactly {lo} of them"
         elif lo is not None or hi is not None:
-            text += ", " + " and ".join(t for t in (lo is not None and f"at least {lo}",
-                                                     hi is not None and f"at most {hi}") if t) + " of them"
+            text += (
+                ", "
+                + " and ".join(
+                    t for t in (lo is not None and f"at least {lo}", hi is not None and f"at most {hi}") if t
+                )
+                + " of them"
+            )
         return text + (", no repeats" if rules.get("unique") else "")
     if origin is dict or tp is dict:
         return "mappings" if plural else "a mapping"
@@ -96,7 +127,7 @@ def describe(tp: Any, rules: Mapping[str, Any] | None = None, *, plural: bool = 
     return f"{noun} {bounds}".rstrip()
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def field_types(cls: type) -> dict[str, tuple[Any, dict[str, Any]]]:
     """Field name → (annotation, rules) of dataclass ``cls``."""
     hints = typing.get_type_hints(cls)
@@ -128,8 +159,12 @@ class _Mismatch(Exception):
 
 
 def _check_bounds(value: Any, rules: Mapping[str, Any]) -> bool:
-    return not (("gt" in rules and not value > rules["gt"]) or ("ge" in rules and not value >= rules["ge"])
-                or ("lt" in rules and not value < rules["lt"]) or ("le" in rules and not value <= rules["le"]))
+    return not (
+        ("gt" in rules and not value > rules["gt"])
+        or ("ge" in rules and not value >= rules["ge"])
+        or ("lt" in rules and not value < rules["lt"])
+        or ("le" in rules and not value <= rules["le"])
+    )
 
 
 def _choice_hint(value: Any, choices: Iterable[Any]) -> str:
@@ -240,8 +275,10 @@ def build(cls: type, data: Any, key: str = "", where: Where = PARAMS, *, extra_k
             allowed = [*fields, *extra_keys]
             close = difflib.get_close_matches(str(name), allowed, n=1)
             hint = f" Did you mean '{close[0]}'?" if close else ""
-            raise LossbenchError(f"{where.prefix}: unknown key '{_join(key, str(name))}'.{hint} "
-                                 f"Allowed keys: {', '.join(allowed) or 'none'}.")
+            raise LossbenchError(
+                f"{where.prefix}: unknown key '{_join(key, str(name))}'.{hint} "
+                f"Allowed keys: {', '.join(allowed) or 'none'}."
+            )
     missing = [name for name in fields if name not in data]
     if missing:
         keys = ", ".join(f"'{_join(key, name)}'" for name in missing)

@@ -14,10 +14,9 @@ makes no judgement at all: every result gets a neutral grey frame.
 from __future__ import annotations
 
 import os
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import numpy as np
 import pandas as pd
@@ -29,10 +28,10 @@ from lossbench.data.store import IMAGES_FILE, MANIFEST_FILE, load_processed
 from lossbench.data.transforms import build_eval_transform
 from lossbench.embedding_sets import load_embeddings
 from lossbench.errors import LossbenchError
-from lossbench.models import EmbeddingModel
 from lossbench.faiss_index import load_index, search
 from lossbench.inference.checkpoint import CONFIG, load_model
 from lossbench.inference.encoders import ImageEncoder, encode_all
+from lossbench.models import EmbeddingModel
 from lossbench.runtime import pick_device
 
 NEUTRAL_COLOR = (150, 150, 150)
@@ -62,16 +61,23 @@ class QueryResult:
 
 def pipeline_outputs(loss: str, seed: int) -> list[Path]:
     """What search reads for a run: processed data, model, gallery rows and the FAISS index."""
-    return [paths.PROCESSED / IMAGES_FILE, paths.PROCESSED / MANIFEST_FILE, paths.model_dir(loss, seed) / CONFIG,
-            paths.embeddings_dir(loss, seed) / "gallery_rows.npy", paths.index_path(loss, seed)]
+    return [
+        paths.PROCESSED / IMAGES_FILE,
+        paths.PROCESSED / MANIFEST_FILE,
+        paths.model_dir(loss, seed) / CONFIG,
+        paths.embeddings_dir(loss, seed) / "gallery_rows.npy",
+        paths.index_path(loss, seed),
+    ]
 
 
 def check_pipeline(loss: str, seed: int) -> None:
     """Fail with the command to run when an output of the pipeline that search reads is missing."""
     missing = [str(p) for p in pipeline_outputs(loss, seed) if not p.is_file()]
     if missing:
-        raise LossbenchError(f"the pipeline has not produced {', '.join(missing)} yet: run "
-                             f"`dvc repro index@{loss}-{seed}` (or `dvc repro`) in the project root first")
+        raise LossbenchError(
+            f"the pipeline has not produced {', '.join(missing)} yet: run "
+            f"`dvc repro evaluate@{loss}-{seed}` (or `dvc repro`) in the project root first"
+        )
 
 
 def load_query_image(path: str | os.PathLike, size: int) -> np.ndarray:
@@ -83,8 +89,10 @@ def load_query_image(path: str | os.PathLike, size: int) -> np.ndarray:
     try:
         return resize_center_crop(open_rgb(path), size)
     except UnusableImage as exc:
-        raise LossbenchError(f"query image {path} is not a readable image ({exc.reason}): give a JPEG, PNG or "
-                             "another format Pillow reads") from None
+        raise LossbenchError(
+            f"query image {path} is not a readable image ({exc.reason}): give a JPEG, PNG or "
+            "another format Pillow reads"
+        ) from None
 
 
 def query_identity(path: str | os.PathLike, root: str | os.PathLike) -> str | None:
@@ -110,8 +118,15 @@ def embed_images(model: EmbeddingModel, images: np.ndarray, batch_size: int, fli
     return encode_all(model, encoder, batch_size, flip_tta=flip_tta)
 
 
-def search_images(images: Sequence[str | os.PathLike], loss: str, seed: int, k: int, data_root: str | os.PathLike,
-                  flip_tta: bool, batch_size: int) -> list[QueryResult]:
+def search_images(
+    images: Sequence[str | os.PathLike],
+    loss: str,
+    seed: int,
+    k: int,
+    data_root: str | os.PathLike,
+    flip_tta: bool,
+    batch_size: int,
+) -> list[QueryResult]:
     """Top-``k`` test gallery matches of every image file for one run (run from the project root)."""
     if k < 1:
         raise LossbenchError(f"-k {k}: ask for at least 1 result")
@@ -121,21 +136,29 @@ def search_images(images: Sequence[str | os.PathLike], loss: str, seed: int, k: 
     _, gallery_rows = load_embeddings(paths.embeddings_dir(loss, seed), "gallery")
     index = load_index(paths.index_path(loss, seed))
     if index.ntotal != len(gallery_rows):
-        raise LossbenchError(f"{paths.index_path(loss, seed)} holds {index.ntotal} items but the gallery has "
-                             f"{len(gallery_rows)}: run `dvc repro index@{loss}-{seed}`")
+        raise LossbenchError(
+            f"{paths.index_path(loss, seed)} holds {index.ntotal} items but the gallery has "
+            f"{len(gallery_rows)}: run `dvc repro evaluate@{loss}-{seed}`"
+        )
     model, _ = load_model(paths.model_dir(loss, seed), pick_device())
     scores, ids = search(index, embed_images(model, pixels, batch_size, flip_tta), k)
     by_row = manifest.set_index("row")
-    return [QueryResult(str(image), query_identity(image, data_root), _matches(by_row, gallery_rows, s, i), p)
-            for image, s, i, p in zip(images, scores, ids, pixels)]
+    return [
+        QueryResult(str(image), query_identity(image, data_root), _matches(by_row, gallery_rows, s, i), p)
+        for image, s, i, p in zip(images, scores, ids, pixels)
+    ]
 
 
 def _matches(manifest: pd.DataFrame, gallery_rows: np.ndarray, scores: np.ndarray, ids: np.ndarray) -> list[Match]:
     found = ids >= 0  # an approximate index may return fewer than k items
     rows = gallery_rows[ids[found]]
     meta = manifest.loc[rows]
-    return [Match(rank, int(row), path, identity, float(score)) for rank, (row, path, identity, score)
-            in enumerate(zip(rows, meta["path"], meta["identity"], scores[found]), start=1)]
+    return [
+        Match(rank, int(row), path, identity, float(score))
+        for rank, (row, path, identity, score) in enumerate(
+            zip(rows, meta["path"], meta["identity"], scores[found]), start=1
+        )
+    ]
 
 
 def format_results(results: Sequence[QueryResult], loss: str) -> str:
@@ -149,32 +172,18 @@ def format_results(results: Sequence[QueryResult], loss: str) -> str:
     return "\n".join(lines)
 
 
-@contextmanager
-def _neutral_frames(neutral: bool) -> Iterator[None]:
-    """While active (and ``neutral``), the retrieval grid frames every result in :data:`NEUTRAL_COLOR`."""
-    from lossbench.report import figures
-
-    saved = figures.RIGHT_COLOR, figures.WRONG_COLOR
-    if neutral:
-        figures.RIGHT_COLOR = figures.WRONG_COLOR = NEUTRAL_COLOR
-    try:
-        yield
-    finally:
-        figures.RIGHT_COLOR, figures.WRONG_COLOR = saved
-
-
 def draw_grid(results: Sequence[QueryResult], images: np.ndarray, path: str | os.PathLike) -> Path:
     """One row per query: the query, then its matches framed green (same identity) or red; when the identity
     of any query is unknown, the figure makes no judgement and frames every match grey."""
-    from lossbench.report.figures import retrieval_grid
+    from lossbench.report.figures import RIGHT_COLOR, WRONG_COLOR, retrieval_grid
 
     judged = all(r.identity is not None for r in results)
-    with _neutral_frames(not judged):
-        return retrieval_grid(
-            queries=[r.pixels for r in results],
-            results=[[np.asarray(images[m.row]) for m in r.matches] for r in results],
-            correct=[[m.identity == r.identity for m in r.matches] for r in results],
-            scores=[[m.score for m in r.matches] for r in results],
-            path=path,
-            titles=[f"{Path(r.image).name}\n({r.identity or 'identity unknown'})" for r in results],
-        )
+    return retrieval_grid(
+        queries=[r.pixels for r in results],
+        results=[[np.asarray(images[m.row]) for m in r.matches] for r in results],
+        correct=[[m.identity == r.identity for m in r.matches] for r in results],
+        scores=[[m.score for m in r.matches] for r in results],
+        path=path,
+        titles=[f"{Path(r.image).name}\n({r.identity or 'identity unknown'})" for r in results],
+        colors=(RIGHT_COLOR, WRONG_COLOR) if judged else (NEUTRAL_COLOR, NEUTRAL_COLOR),
+    )

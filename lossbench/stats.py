@@ -58,9 +58,9 @@ fewer than ``min_events`` of them (:func:`impostors_above`, :func:`few_events`) 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from statistics import NormalDist
-from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -128,11 +128,11 @@ def mean_replicates(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
     out = np.empty((w.shape[0],) + v.shape[1:])
     step = max(1, _CHUNK_ELEMENTS // v.shape[0])
     for start in range(0, w.shape[0], step):
-        chunk = w[start:start + step].astype(np.float64)
+        chunk = w[start : start + step].astype(np.float64)
         total = chunk.sum(axis=1)
         if (total <= 0).any():
             raise ValueError("a replicate has zero total weight")
-        out[start:start + step] = (chunk @ v) / (total if v.ndim == 1 else total[:, None])
+        out[start : start + step] = (chunk @ v) / (total if v.ndim == 1 else total[:, None])
     return out
 
 
@@ -156,8 +156,9 @@ def _check_pairs(scores: np.ndarray, genuine: np.ndarray) -> tuple[np.ndarray, n
     s = np.asarray(scores)
     g = np.asarray(genuine)
     if s.ndim != 2 or s.size == 0 or g.shape != s.shape:
-        raise ValueError(f"scores and genuine must be [queries, gallery] arrays of one shape, got {s.shape} "
-                         f"and {g.shape}")
+        raise ValueError(
+            f"scores and genuine must be [queries, gallery] arrays of one shape, got {s.shape} and {g.shape}"
+        )
     if g.dtype != np.bool_:
         raise ValueError(f"genuine must be a boolean array, got {g.dtype}")
     if not np.issubdtype(s.dtype, np.floating) or not np.isfinite(s).all():
@@ -262,8 +263,9 @@ def _roc_metrics(fpr: np.ndarray, tpr: np.ndarray, fars: tuple[float, ...]) -> d
     return out
 
 
-def verification_replicates(scores: np.ndarray, genuine: np.ndarray, weights: np.ndarray,
-                            far: Sequence[float] = (1e-3, 1e-4)) -> dict[str, np.ndarray]:
+def verification_replicates(
+    scores: np.ndarray, genuine: np.ndarray, weights: np.ndarray, far: Sequence[float] = (1e-3, 1e-4)
+) -> dict[str, np.ndarray]:
     """``roc_auc``, ``eer`` and ``tar_at_far_{far:.0e}`` per replicate ([B] each) of the pairs
     ``scores`` [Q, G] (genuine [Q, G] bool) when every pair weighs its query's weight (weights
     [B, Q]). With unit weights the values equal ``evaluate_verification`` on the same scores (ties
@@ -276,9 +278,9 @@ def verification_replicates(scores: np.ndarray, genuine: np.ndarray, weights: np
     step = max(1, min(w.shape[0], _CHUNK_ELEMENTS // (runs.n_runs + 1)))
     out = {name: np.empty(w.shape[0]) for name in ["roc_auc", "eer"] + [far_key(f) for f in fars]}
     for start in range(0, w.shape[0], step):
-        fpr, tpr = runs.rates(w[start:start + step].astype(np.float64))
+        fpr, tpr = runs.rates(w[start : start + step].astype(np.float64))
         for name, values in _roc_metrics(fpr, tpr, fars).items():
-            out[name][start:start + step] = values
+            out[name][start : start + step] = values
     return out
 
 
@@ -314,8 +316,10 @@ def _beta_cf(a: float, b: float, x: float) -> float:
     d = 1.0 / (d if abs(d) > tiny else tiny)
     h = d
     for m in range(1, 10_000):
-        for aa in (m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)),
-                   -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1))):
+        for aa in (
+            m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)),
+            -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1)),
+        ):
             d = 1.0 + aa * d
             d = 1.0 / (d if abs(d) > tiny else tiny)
             c = 1.0 + aa / c
@@ -339,8 +343,12 @@ def _t_sf(t: float, df: float) -> float:
 
 
 def _t_pdf(t: float, df: float) -> float:
-    return math.exp(math.lgamma((df + 1) / 2) - math.lgamma(df / 2) - 0.5 * math.log(df * math.pi)
-                    - (df + 1) / 2 * math.log1p(t * t / df))
+    return math.exp(
+        math.lgamma((df + 1) / 2)
+        - math.lgamma(df / 2)
+        - 0.5 * math.log(df * math.pi)
+        - (df + 1) / 2 * math.log1p(t * t / df)
+    )
 
 
 def t_quantile(p: float, df: float) -> float:
@@ -354,9 +362,12 @@ def t_quantile(p: float, df: float) -> float:
     z = NormalDist().inv_cdf(p)
     if df >= 2000:  # Cornish–Fisher expansion (Abramowitz & Stegun 26.7.5), accurate to ~1e-13 here
         z2 = z * z
-        terms = ((z2 + 1) * z / 4, ((5 * z2 + 16) * z2 + 3) * z / 96,
-                 (((3 * z2 + 19) * z2 + 17) * z2 - 15) * z / 384,
-                 ((((79 * z2 + 776) * z2 + 1482) * z2 - 1920) * z2 - 945) * z / 92160)
+        terms = (
+            (z2 + 1) * z / 4,
+            ((5 * z2 + 16) * z2 + 3) * z / 96,
+            (((3 * z2 + 19) * z2 + 17) * z2 - 15) * z / 384,
+            ((((79 * z2 + 776) * z2 + 1482) * z2 - 1920) * z2 - 945) * z / 92160,
+        )
         return z + sum(g / df ** (k + 1) for k, g in enumerate(terms))
     q, log_q = 1.0 - p, math.log1p(-p)
     lo, hi = z, max(z, 1.0) * 2.0  # the t quantile is above the normal one
@@ -388,18 +399,18 @@ def t_quantile(p: float, df: float) -> float:
 class Verdict:
     """One loss's metric with its uncertainty (see the module docstring for the method)."""
 
-    mean: float           # mean over seeds of the full-test-set metric
-    low: float            # confidence interval of the mean: training randomness + identity sampling
+    mean: float  # mean over seeds of the full-test-set metric
+    low: float  # confidence interval of the mean: training randomness + identity sampling
     high: float
-    se: float             # standard error behind the interval (√V)
-    dof: float            # Welch–Satterthwaite degrees of freedom of the interval
-    diff: float           # mean − best loss's mean (0 for the best itself)
-    diff_low: float       # confidence interval of the paired difference
+    se: float  # standard error behind the interval (√V)
+    dof: float  # Welch–Satterthwaite degrees of freedom of the interval
+    diff: float  # mean − best loss's mean (0 for the best itself)
+    diff_low: float  # confidence interval of the paired difference
     diff_high: float
-    tied: bool            # the difference interval contains 0 (or this is the best)
-    best: bool            # best mean (max, or min when lower is better)
-    p_first: float        # share of joint resamples where this loss ranks first
-    seeds: int            # S
+    tied: bool  # the difference interval contains 0 (or this is the best)
+    best: bool  # best mean (max, or min when lower is better)
+    p_first: float  # share of joint resamples where this loss ranks first
+    seeds: int  # S
     test_sampling_only: bool  # S == 1: no seed variance, the intervals cover test sampling only
 
     def as_dict(self) -> dict:
@@ -415,8 +426,9 @@ def _cross_cov(a: np.ndarray, b: np.ndarray) -> float:
     return float(cov[off].mean() if off.any() else cov.mean())
 
 
-def _interval(center: float, seed_terms: Sequence[tuple[float, int]], test_var: float, test_dof: float,
-              confidence: float) -> tuple[float, float, float, float]:
+def _interval(
+    center: float, seed_terms: Sequence[tuple[float, int]], test_var: float, test_dof: float, confidence: float
+) -> tuple[float, float, float, float]:
     """``(low, high, se, dof)`` for variance Σ seed terms (variance of a mean, S−1 dof) + test_var."""
     terms = [(v, s - 1) for v, s in seed_terms if s > 1] + [(max(test_var, 0.0), test_dof)]
     total = sum(v for v, _ in terms)
@@ -427,9 +439,15 @@ def _interval(center: float, seed_terms: Sequence[tuple[float, int]], test_var: 
     return center - half, center + half, se, dof
 
 
-def summarize(point: Mapping[str, Sequence[float]], replicates: Mapping[str, np.ndarray],
-              confidence: float = 0.95, higher_is_better: bool = True, paired_seeds: bool = False,
-              identities: int | None = None, seed: int = 0) -> dict[str, Verdict]:
+def summarize(
+    point: Mapping[str, Sequence[float]],
+    replicates: Mapping[str, np.ndarray],
+    confidence: float = 0.95,
+    higher_is_better: bool = True,
+    paired_seeds: bool = False,
+    identities: int | None = None,
+    seed: int = 0,
+) -> dict[str, Verdict]:
     """Verdicts per loss from ``point[loss]`` [S] (metric per seed on the full test set) and
     ``replicates[loss]`` [S, B] (the same on identity replicate b; the same b weights for every loss
     and seed). ``higher_is_better=False`` for EER. ``identities``: number of test identities
@@ -450,8 +468,10 @@ def summarize(point: Mapping[str, Sequence[float]], replicates: Mapping[str, np.
     b_count = x[names[0]].shape[-1] if x[names[0]].ndim == 2 else -1
     for n in names:
         if p[n].size == 0 or x[n].shape != (p[n].size, b_count) or b_count < 2:
-            raise ValueError(f"{n}: point must be [S] and replicates [S, B] with one B ≥ 2 for every loss, "
-                             f"got {p[n].shape} and {x[n].shape}")
+            raise ValueError(
+                f"{n}: point must be [S] and replicates [S, B] with one B ≥ 2 for every loss, "
+                f"got {p[n].shape} and {x[n].shape}"
+            )
         if not np.isfinite(p[n]).all():
             raise ValueError(f"{n}: point values must be finite")
     if paired_seeds and len({p[n].size for n in names}) > 1:
@@ -474,8 +494,14 @@ def summarize(point: Mapping[str, Sequence[float]], replicates: Mapping[str, np.
     rng = np.random.default_rng(seed)
     cols = np.arange(x[best].shape[1])
     shared = rng.integers(0, p[best].size, size=(cols.size, p[best].size)) if paired_seeds else None
-    joint = np.stack([x[n][shared if paired_seeds else rng.integers(0, p[n].size, size=(cols.size, p[n].size)),
-                           cols[:, None]].mean(axis=1) for n in names])
+    joint = np.stack(
+        [
+            x[n][
+                shared if paired_seeds else rng.integers(0, p[n].size, size=(cols.size, p[n].size)), cols[:, None]
+            ].mean(axis=1)
+            for n in names
+        ]
+    )
     ranked = sign * joint
     top = ranked == ranked.max(axis=0, keepdims=True)
     p_first = (top / top.sum(axis=0, keepdims=True)).mean(axis=1)
@@ -495,11 +521,21 @@ def summarize(point: Mapping[str, Sequence[float]], replicates: Mapping[str, np.
                 diff_test = _cross_cov(z, z)
             else:
                 seed_terms = [(seed_var(p[n]), s), (seed_var(p[best]), p[best].size)]
-                diff_test = (_cross_cov(x[n], x[n]) + _cross_cov(x[best], x[best])
-                             - 2.0 * _cross_cov(x[n], x[best]))
-            diff_low, diff_high, _, _ = _interval(diff, seed_terms, scale * max(diff_test, 0.0), test_dof,
-                                                  confidence)
-        out[n] = Verdict(mean=means[n], low=low, high=high, se=se, dof=dof, diff=diff, diff_low=diff_low,
-                         diff_high=diff_high, tied=bool(n == best or diff_low <= 0.0 <= diff_high),
-                         best=n == best, p_first=float(p_first[k]), seeds=s, test_sampling_only=s == 1)
+                diff_test = _cross_cov(x[n], x[n]) + _cross_cov(x[best], x[best]) - 2.0 * _cross_cov(x[n], x[best])
+            diff_low, diff_high, _, _ = _interval(diff, seed_terms, scale * max(diff_test, 0.0), test_dof, confidence)
+        out[n] = Verdict(
+            mean=means[n],
+            low=low,
+            high=high,
+            se=se,
+            dof=dof,
+            diff=diff,
+            diff_low=diff_low,
+            diff_high=diff_high,
+            tied=bool(n == best or diff_low <= 0.0 <= diff_high),
+            best=n == best,
+            p_first=float(p_first[k]),
+            seeds=s,
+            test_sampling_only=s == 1,
+        )
     return out

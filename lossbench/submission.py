@@ -16,9 +16,9 @@ scores, with equal similarities ordered by gallery position (FAISS leaves their 
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -41,7 +41,8 @@ def base_names(paths: Sequence[str], role: str) -> list[str]:
         if name in seen:
             raise LossbenchError(
                 f"two challenge {role} files share the name {name!r} ({seen[name]} and {path}): a submission is "
-                f"keyed by file name, so rename one of them in the data folder and run `dvc repro`")
+                f"keyed by file name, so rename one of them in the data folder and run `dvc repro`"
+            )
         seen[name] = path
     return names
 
@@ -78,20 +79,25 @@ def build_submission(query_names: Sequence[str], gallery_names: Sequence[str], i
     return {str(q): [str(name) for name in gallery[row]] for q, row in zip(query_names, np.asarray(ids))}
 
 
-def validate_submission(submission: Mapping[str, Sequence[str]], query_names: Sequence[str],
-                        gallery_names: Sequence[str], k: int = K) -> None:
+def validate_submission(
+    submission: Mapping[str, Sequence[str]], query_names: Sequence[str], gallery_names: Sequence[str], k: int = K
+) -> None:
     """Every query present once, each with exactly ``min(k, gallery size)`` distinct gallery names."""
     expected = min(k, len(gallery_names))
     missing = sorted(set(query_names) - set(submission))
     extra = sorted(set(submission) - set(query_names))
     if missing or extra:
-        raise LossbenchError(f"submission does not match the query folder: missing {missing[:5]} ({len(missing)}), "
-                             f"unknown {extra[:5]} ({len(extra)})")
+        raise LossbenchError(
+            f"submission does not match the query folder: missing {missing[:5]} ({len(missing)}), "
+            f"unknown {extra[:5]} ({len(extra)})"
+        )
     gallery = set(gallery_names)
     for query, names in submission.items():
         if len(names) != expected or len(set(names)) != expected:
-            raise LossbenchError(f"submission entry {query!r} has {len(names)} names ({len(set(names))} distinct); "
-                                 f"expected {expected} distinct gallery names")
+            raise LossbenchError(
+                f"submission entry {query!r} has {len(names)} names ({len(set(names))} distinct); "
+                f"expected {expected} distinct gallery names"
+            )
         unknown = [n for n in names if n not in gallery]
         if unknown:
             raise LossbenchError(f"submission entry {query!r} names files that are not in the gallery: {unknown[:5]}")
@@ -105,8 +111,9 @@ def score_ranking(ids: np.ndarray, query_labels: Sequence, gallery_labels: Seque
     return {**result, "score": challenge_score(result["top1"], result["top5"], result["top10"])}
 
 
-def lost_images(skipped: Mapping[str, Sequence[str]],
-                prefixes: tuple[str, ...] = ("test/query/", "test/gallery/")) -> list[str]:
+def lost_images(
+    skipped: Mapping[str, Sequence[str]], prefixes: tuple[str, ...] = ("test/query/", "test/gallery/")
+) -> list[str]:
     """Files of the challenge test folders that preprocess could not use (hidden files aside)."""
     return sorted(p for reason, paths in skipped.items() if reason != "hidden" for p in paths if p.startswith(prefixes))
 
@@ -134,12 +141,16 @@ def _load_set(manifest: pd.DataFrame, embeddings_dir: Path, name: str) -> tuple[
     split, role = SETS[name]
     expected = manifest[(manifest["split"] == split) & (manifest["role"] == role)]
     if expected.empty:
-        raise LossbenchError(f"the processed data has no {split} {role} images: the challenge layout needs files in "
-                             f"<root>/test/{role}/; add them and run `dvc repro`")
+        raise LossbenchError(
+            f"the processed data has no {split} {role} images: the challenge layout needs files in "
+            f"<root>/test/{role}/; add them and run `dvc repro`"
+        )
     vectors, rows = load_embeddings(embeddings_dir, name)
     if len(rows) != len(vectors) or set(rows.tolist()) != set(expected["row"].tolist()):
-        raise LossbenchError(f"{embeddings_dir / name}.npy does not cover the {len(expected)} {split} {role} images "
-                             f"of the processed data: run `dvc repro embed@{embeddings_dir.name}`")
+        raise LossbenchError(
+            f"{embeddings_dir / name}.npy does not cover the {len(expected)} {split} {role} images "
+            f"of the processed data: run `dvc repro embed@{embeddings_dir.name}`"
+        )
     return np.asarray(vectors), manifest.set_index("row").loc[rows]
 
 
@@ -151,8 +162,12 @@ def make_submission(manifest: pd.DataFrame, embeddings_dir: str | Path, k: int =
     query, query_meta = _load_set(manifest, embeddings_dir, target.query_set)
     gallery, gallery_meta = _load_set(manifest, embeddings_dir, target.gallery_set)
     if len(gallery) < k:
-        warnings.warn(f"the {target_name} gallery has only {len(gallery)} images, fewer than {k}: every query lists "
-                      f"all {len(gallery)}", UserWarning, stacklevel=2)
+        warnings.warn(
+            f"the {target_name} gallery has only {len(gallery)} images, fewer than {k}: every query lists "
+            f"all {len(gallery)}",
+            UserWarning,
+            stacklevel=2,
+        )
     query_names = target.naming(list(query_meta["path"]), "query")
     gallery_names = target.naming(list(gallery_meta["path"]), "gallery")
     _, ids = rank_gallery(query, gallery, k)

@@ -10,9 +10,19 @@ from lossbench.stage import run_stage
 def main() -> str:
     params = load_params()
     d = params.data
-    report = preprocess_dataset(d.original, paths.PROCESSED, image_size=d.image_size, val_ids=d.val_ids,
-                                test_ids=d.test_ids, queries_per_id=d.queries_per_id, query_domain=d.query_domain,
-                                min_images_per_id=d.min_images_per_id, seed=params.seed)
+    report = preprocess_dataset(
+        d.original,
+        paths.PROCESSED,
+        image_size=d.image_size,
+        val_ids=d.val_ids,
+        test_ids=d.test_ids,
+        queries_per_id=d.queries_per_id,
+        query_domain=d.query_domain,
+        min_images_per_id=d.min_images_per_id,
+        seed=params.seed,
+        folds=d.folds,
+        fold=d.fold,
+    )
     atomic_write_json(paths.DATA_REPORT, report)
     return report.get("summary") or f"wrote {paths.PROCESSED} and {paths.DATA_REPORT}"
 

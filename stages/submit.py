@@ -23,8 +23,12 @@ def main() -> str:
     if paths.DATA_REPORT.is_file():
         lost = lost_images(json.loads(paths.DATA_REPORT.read_text(encoding="utf-8")).get("skipped", {}))
         if lost:
-            warnings.warn(f"{len(lost)} challenge test image(s) could not be read and are not in the submission: "
-                          f"{', '.join(lost[:5])} (see {paths.DATA_REPORT})", UserWarning, stacklevel=1)
+            warnings.warn(
+                f"{len(lost)} challenge test image(s) could not be read and are not in the submission: "
+                f"{', '.join(lost[:5])} (see {paths.DATA_REPORT})",
+                UserWarning,
+                stacklevel=1,
+            )
     submission = make_submission(manifest, paths.embeddings_dir(loss, seed))
     atomic_write_json(paths.SUBMISSION, submission.entries)
     return f"{loss} (seed {seed}) -> {paths.SUBMISSION}: {submission.summary()}"

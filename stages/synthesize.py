@@ -10,8 +10,14 @@ OUTPUT = "data/synthetic"
 def main() -> str:
     params = load_params()
     cfg = params.synthetic
-    summary = generate_dataset(OUTPUT, identities=cfg.identities, images_per_id=cfg.images_per_id,
-                               image_size=cfg.image_size, domains=tuple(cfg.domains), seed=params.seed)
+    summary = generate_dataset(
+        OUTPUT,
+        identities=cfg.identities,
+        images_per_id=cfg.images_per_id,
+        image_size=cfg.image_size,
+        domains=tuple(cfg.domains),
+        seed=params.seed,
+    )
     return f"{summary['identities']} identities, {summary['images']} images in {OUTPUT}"
 
 

@@ -15,7 +15,16 @@ from pathlib import Path  # noqa: E402
 import pytest  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-PROJECT_FILES = ["lossbench", "stages", "presets", "dvc.yaml", "params.yaml", "pyproject.toml", ".dvcignore", ".gitignore"]
+PROJECT_FILES = [
+    "lossbench",
+    "stages",
+    "presets",
+    "dvc.yaml",
+    "params.yaml",
+    "pyproject.toml",
+    ".dvcignore",
+    ".gitignore",
+]
 
 
 @pytest.fixture(scope="session")
@@ -37,9 +46,15 @@ def copy_project():
 @pytest.fixture(scope="session")
 def subprocess_env() -> dict[str, str]:
     """Environment for `python -m dvc …` subprocesses: this interpreter's bin first, quiet progress bars."""
-    return {**os.environ, "TQDM_DISABLE": "1", "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-            "GIT_AUTHOR_NAME": "lossbench", "GIT_AUTHOR_EMAIL": "test@lossbench", "GIT_COMMITTER_NAME": "lossbench",
-            "GIT_COMMITTER_EMAIL": "test@lossbench"}
+    return {
+        **os.environ,
+        "TQDM_DISABLE": "1",
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "GIT_AUTHOR_NAME": "lossbench",
+        "GIT_AUTHOR_EMAIL": "test@lossbench",
+        "GIT_COMMITTER_NAME": "lossbench",
+        "GIT_COMMITTER_EMAIL": "test@lossbench",
+    }
 
 
 TINY_TEXT_CLIP = {  # a real open_clip architecture, small enough for a unit test; the default BPE tokenizer

@@ -94,9 +94,12 @@ def test_every_missing_key_is_an_error_naming_it(tmp_path, path):
 
 
 def test_missing_loss_options_are_listed_together_with_their_types():
-    with pytest.raises(LossbenchError, match=r"params: 'losses.arcface.margin', 'losses.arcface.weights_lr_mult' are "
-                                             r"missing; add them to params.yaml \(margin: a number >= 0 and < 1.5708; "
-                                             r"weights_lr_mult: a number > 0\)"):
+    with pytest.raises(
+        LossbenchError,
+        match=r"params: 'losses.arcface.margin', 'losses.arcface.weights_lr_mult' are "
+        r"missing; add them to params.yaml \(margin: a number >= 0 and < 1.5708; "
+        r"weights_lr_mult: a number > 0\)",
+    ):
         parse_params(with_change("losses.arcface", {"scale": 30.0}))
 
 
@@ -120,19 +123,37 @@ def test_params_yaml_lists_every_option_of_every_configured_loss():
         ("model.dropout", 1.5, r"'model.dropout' = 1.5 must be >= 0 and <= 0.95"),
         ("model.input_size", 8, r"'model.input_size' = 8 must be >= 16 and <= 1024"),
         ("model.input_size", "big", r"'model.input_size' = 'big' must be an integer >= 16 and <= 1024"),
-        ("train.monitor", "val_map", r"'train.monitor' = 'val_map' must be one of 'val_top1', 'val_top5', 'val_mAP'\. "
-                                     r"Did you mean 'val_mAP'\?"),
+        (
+            "train.monitor",
+            "val_map",
+            r"'train.monitor' = 'val_map' must be one of 'val_top1', 'val_top5', 'val_mAP'\. "
+            r"Did you mean 'val_mAP'\?",
+        ),
         ("loss", "clip2", r"headline 'loss' = 'clip2' is not one of the configured losses"),
         ("model.backbone", "resnet18", r"'model': backbone 'resnet18' must look like '<family>:<name>'"),
         ("model.backbone", "keras:resnet18", r"unknown backbone family 'keras'"),
         ("data.test_ids", 0.9, r"'data': val_ids \+ test_ids = 1.05 leaves no identities for training"),
+        ("data.folds", -1, r"'data.folds' = -1 must be >= 0\.$"),
+        ("data.folds", 2.0, r"'data.folds' = 2.0 must be an integer >= 0"),
+        ("data.folds", 1, r"'data': folds = 1 would put every identity in test; use folds: 0 .* or folds >= 2"),
+        ("data.fold", -1, r"'data.fold' = -1 must be >= 0\.$"),
+        (
+            "data.fold",
+            2,
+            r"'data': fold = 2 needs folds > 2 \(folds: 0 means no folds, and then fold must be 0\); "
+            r"e.g. `dvc exp run -S data.folds=5 -S data.fold=2`",
+        ),
         ("evaluate.topk", [0, 5], r"'evaluate.topk\[0\]' = 0 must be >= 1"),
         ("evaluate.topk", [], r"'evaluate.topk' = \[\] must be a list of integers >= 1, at least 1 of them"),
         ("evaluate.far", [1e-3, 1.0], r"'evaluate.far\[1\]' = 1.0 must be > 0 and < 1"),
         ("train.augment.crop_scale", [0.9, 0.8], r"'train.augment': crop_scale = \[0.9, 0.8\] must be \[min, max\]"),
         ("train.augment.crop_scale", [0.0, 1.0], r"'train.augment.crop_scale\[0\]' = 0.0 must be > 0 and <= 1"),
-        ("train.augment.crop_scale", [0.5], r"'train.augment.crop_scale' = \[0.5\] must be a list of numbers > 0 and "
-                                            r"<= 1, exactly 2 of them"),
+        (
+            "train.augment.crop_scale",
+            [0.5],
+            r"'train.augment.crop_scale' = \[0.5\] must be a list of numbers > 0 and "
+            r"<= 1, exactly 2 of them",
+        ),
         ("train.augment.color_jitter", -0.1, r"'train.augment.color_jitter' = -0.1 must be >= 0 and <= 1"),
         ("data", [1, 2], r"'data' = \[1, 2\] must be a mapping of original, image_size, "),
         ("seeds", [0, 1, 1], r"'seeds' = \[0, 1, 1\] must be a list of integers >= 0, at least 1 of them, no repeats"),
@@ -150,14 +171,40 @@ def test_bad_values_are_named(path, value, expected):
         parse_params(with_change(path, value))
 
 
+def with_data(**values) -> dict:
+    raw = default_raw()
+    raw["data"].update(values)
+    return raw
+
+
+def test_identity_folds_are_checked_together_and_replace_test_ids():
+    """folds > 0: fold must be one of the folds; the test share is 1/folds and test_ids is not used (not even in
+    the sum check), so `-S data.folds=K -S data.fold=k` works whatever test_ids says."""
+    default = load_params(ROOT / "params.yaml").data
+    assert (default.folds, default.fold, default.test_share) == (0, 0, default.test_ids)
+    data = parse_params(with_data(folds=5, fold=4, test_ids=0.9, val_ids=0.15)).data
+    assert (data.folds, data.fold, data.test_share) == (5, 4, 0.2)
+    with pytest.raises(LossbenchError, match=r"'data': fold = 5 is not one of the 5 folds; use 0 <= fold <= 4\."):
+        parse_params(with_data(folds=5, fold=5))
+    with pytest.raises(
+        LossbenchError,
+        match=r"params: 'data': val_ids \+ 1/folds = 1 leaves no identities for "
+        r"training; lower val_ids or raise folds\.",
+    ):
+        parse_params(with_data(folds=2, fold=0, val_ids=0.5))
+
+
 def test_unknown_loss_type_lists_known_losses():
     with pytest.raises(LossbenchError, match=r"unknown loss type 'arcfase'.*Did you mean 'arcface'.*Known losses:"):
         parse_params(with_change("losses.arcfase", {"scale": 30.0}))
 
 
 def test_unknown_and_mistyped_loss_options():
-    with pytest.raises(LossbenchError, match=r"unknown key 'losses.triplet.marg'. Did you mean 'margin'\? "
-                                             r"Allowed keys: margin, mining, type, model, train\."):
+    with pytest.raises(
+        LossbenchError,
+        match=r"unknown key 'losses.triplet.marg'. Did you mean 'margin'\? "
+        r"Allowed keys: margin, mining, type, model, train\.",
+    ):
         parse_params(with_change("losses.triplet.marg", 0.3))
     with pytest.raises(LossbenchError, match=r"unknown key 'losses.arcface.traim'. Did you mean 'train'\?"):
         parse_params(with_change("losses.arcface.traim", {"epochs": 3}))
@@ -167,15 +214,26 @@ def test_unknown_and_mistyped_loss_options():
         parse_params(with_change("losses.arcface", 3))
 
 
-@pytest.mark.parametrize(("path", "value", "pattern"), [
-    ("losses.triplet.mining", "hardest", r"params: 'losses.triplet.mining' = 'hardest' must be one of 'all', 'hard', "
-                                         r"'semihard', 'batch_hard', 'none'\. Did you mean 'hard'\?"),
-    ("losses.triplet.margin", -1, r"params: 'losses.triplet.margin' = -1 must be >= 0\.$"),
-    ("losses.center_ce.label_smoothing", 1.0, r"'losses.center_ce.label_smoothing' = 1.0 must be >= 0 and < 1"),
-    ("losses.clip.pairs", "txt", r"'losses.clip.pairs' = 'txt' must be one of 'image', 'text'"),
-    ("losses.clip.pairs", "text", r"'losses.clip': image–text pairs need the text tower of an open_clip model, "
-                                  r"but model.backbone is 'timm:tf_efficientnet_lite0'"),
-])
+@pytest.mark.parametrize(
+    ("path", "value", "pattern"),
+    [
+        (
+            "losses.triplet.mining",
+            "hardest",
+            r"params: 'losses.triplet.mining' = 'hardest' must be one of 'all', 'hard', "
+            r"'semihard', 'batch_hard', 'none'\. Did you mean 'hard'\?",
+        ),
+        ("losses.triplet.margin", -1, r"params: 'losses.triplet.margin' = -1 must be >= 0\.$"),
+        ("losses.center_ce.label_smoothing", 1.0, r"'losses.center_ce.label_smoothing' = 1.0 must be >= 0 and < 1"),
+        ("losses.clip.pairs", "txt", r"'losses.clip.pairs' = 'txt' must be one of 'image', 'text'"),
+        (
+            "losses.clip.pairs",
+            "text",
+            r"'losses.clip': image–text pairs need the text tower of an open_clip model, "
+            r"but model.backbone is 'timm:tf_efficientnet_lite0'",
+        ),
+    ],
+)
 def test_loss_option_choices_bounds_and_setup_are_checked_when_params_load(path, value, pattern):
     with pytest.raises(LossbenchError, match=pattern):
         parse_params(with_change(path, value))
@@ -195,8 +253,15 @@ def test_image_text_clip_with_an_open_clip_backbone_is_accepted():
 
 
 def test_per_loss_overrides_merge_over_global_sections():
-    raw = with_change("losses.triplet", {"margin": 0.3, "mining": "semihard", "model": {"freeze": True, "dropout": 0.0},
-                                         "train": {"ids_per_batch": 8, "augment": {"hflip": False}}})
+    raw = with_change(
+        "losses.triplet",
+        {
+            "margin": 0.3,
+            "mining": "semihard",
+            "model": {"freeze": True, "dropout": 0.0},
+            "train": {"ids_per_batch": 8, "augment": {"hflip": False}},
+        },
+    )
     params = parse_params(raw)
     triplet = params.resolve_loss("triplet")
     arcface = params.resolve_loss("arcface")
@@ -225,8 +290,11 @@ def test_renamed_entry_with_explicit_type():
 
 
 def test_renamed_entry_needs_every_option_of_its_type():
-    with pytest.raises(LossbenchError, match=r"'losses.triplet_hard.margin' is missing; add it to params.yaml "
-                                             r"\(margin: a number >= 0\)"):
+    with pytest.raises(
+        LossbenchError,
+        match=r"'losses.triplet_hard.margin' is missing; add it to params.yaml "
+        r"\(margin: a number >= 0\)",
+    ):
         parse_params(with_change("losses.triplet_hard", {"type": "triplet", "mining": "batch_hard"}))
 
 

@@ -10,9 +10,9 @@ from torch import nn
 
 from lossbench.data.transforms import build_eval_transform, build_train_transform
 from lossbench.errors import LossbenchError
+from lossbench.inference.encoders import FeatureEncoder, ImageEncoder, batched_transform, encode_all
 from lossbench.models import EmbeddingModel, ProjectionHead
 from lossbench.models.backbones import Backbone
-from lossbench.inference.encoders import FeatureEncoder, ImageEncoder, batched_transform, encode_all
 
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 CPU = torch.device("cpu")
@@ -46,10 +46,18 @@ def test_batched_path_handles_crops_and_refuses_unknown_orders():
     from lossbench.data.transforms import ArrayToImage
 
     batch = images(5, 20)
-    crop = v2.Compose([ArrayToImage(), v2.Resize(18, antialias=True), v2.CenterCrop(16),
-                       v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(MEAN), list(STD))])
-    torch.testing.assert_close(batched_transform(crop)(batch), torch.stack([crop(image) for image in batch]),
-                               rtol=0, atol=1e-6)
+    crop = v2.Compose(
+        [
+            ArrayToImage(),
+            v2.Resize(18, antialias=True),
+            v2.CenterCrop(16),
+            v2.ToDtype(torch.float32, scale=True),
+            v2.Normalize(list(MEAN), list(STD)),
+        ]
+    )
+    torch.testing.assert_close(
+        batched_transform(crop)(batch), torch.stack([crop(image) for image in batch]), rtol=0, atol=1e-6
+    )
     resize_after_scaling = v2.Compose([ArrayToImage(), v2.ToDtype(torch.float32, scale=True), v2.Resize(16)])
     assert batched_transform(resize_after_scaling) is None  # a float resize may round differently: per image
 
@@ -76,9 +84,14 @@ def test_image_encoder_gathers_the_encoders_rows():
     data, rows = images(10, 16), np.array([9, 2, 2, 6])
     transform = build_eval_transform(16, MEAN, STD)
     encoder = ImageEncoder(data, rows, transform, CPU)
-    assert len(encoder) == 4 and encoder.batched is not None
-    got = encoder.inputs(np.array([3, 0, 1]))
-    torch.testing.assert_close(got, torch.stack([transform(data[r]) for r in (6, 9, 2)]), rtol=0, atol=1e-6)
+    assert len(encoder) == 4
+    expected = torch.stack([transform(data[r]) for r in (6, 9, 2)])
+
+    def per_image(image):
+        raise AssertionError("a deterministic transform must run once per batch, not once per image")
+
+    encoder.transform = per_image  # the batched path alone must give the per-image result
+    torch.testing.assert_close(encoder.inputs(np.array([3, 0, 1])), expected, rtol=0, atol=1e-6)
 
 
 def test_image_encoder_rejects_bad_arrays_with_the_transform_message():
@@ -99,8 +112,9 @@ def test_feature_encoder_picks_views_and_rows():
     single = FeatureEncoder(features[1], CPU)  # 2-D features: one view
     assert (len(single), single.views) == (5, 1)
     model = pixel_model(4, dropout=0.0).eval()
-    torch.testing.assert_close(single.forward(model, single.inputs(np.arange(5))),
-                               model.embed_features(torch.from_numpy(features[1])))
+    torch.testing.assert_close(
+        single.forward(model, single.inputs(np.arange(5))), model.embed_features(torch.from_numpy(features[1]))
+    )
 
 
 @pytest.mark.parametrize("batch_size", [1, 3, 7, 50])

@@ -13,10 +13,12 @@ ROOT = Path(__file__).resolve().parents[1]
 HEAVY = ("torch", "torchvision", "timm", "open_clip", "pytorch_metric_learning")
 
 
-@pytest.mark.parametrize("stage", ["synthesize", "preprocess", "index", "evaluate", "compare", "submit"])
+@pytest.mark.parametrize("stage", ["synthesize", "preprocess", "evaluate", "compare", "submit"])
 def test_light_stages_import_no_torch(stage):
-    code = (f"import sys, stages.{stage}; from lossbench.config import load_params; load_params(); "
-            f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))")
+    code = (
+        f"import sys, stages.{stage}; from lossbench.config import load_params; load_params(); "
+        f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))"
+    )
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]", result.stdout
 
@@ -28,7 +30,9 @@ def test_training_stages_do_import_torch():  # the check above can fail: the hea
 
 
 def test_create_loss_from_the_registry_module_alone():  # without the package's lazy loader having run
-    code = ("import torch; from lossbench.losses.registry import create_loss; "
-            "print(type(create_loss('triplet', 3, 4, margin=0.2, mining='semihard')).__name__)")
+    code = (
+        "import torch; from lossbench.losses.registry import create_loss; "
+        "print(type(create_loss('triplet', 3, 4, margin=0.2, mining='semihard')).__name__)"
+    )
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "TripletLoss"

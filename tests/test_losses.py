@@ -152,7 +152,13 @@ def test_center_loss_component_formula():
 def test_arcface_center_matches_reference():
     opts = {"scale": 32.0, "margin": 0.4, "center_weight": 0.3, "ce_weight": 0.5, "ce_scale": 10.0}
     loss = make_loss("arcface_center", **opts)
-    params = (raw_features(), loss.arcface.head.weight, loss.classifier.fc.weight, loss.classifier.fc.bias, loss.center.centers)
+    params = (
+        raw_features(),
+        loss.arcface.head.weight,
+        loss.classifier.fc.weight,
+        loss.classifier.fc.bias,
+        loss.center.centers,
+    )
 
     def reference(x, w_arc, w_fc, b_fc, centers):
         return (
@@ -219,7 +225,10 @@ def test_triplet_matches_brute_force(mining):
 
 def test_triplet_mining_changes_the_loss():
     x = F.normalize(raw_features(), dim=1).detach()
-    values = {m: make_loss("triplet", margin=0.3, mining=m)(x, LABELS).item() for m in ("all", "hard", "semihard", "batch_hard")}
+    values = {
+        m: make_loss("triplet", margin=0.3, mining=m)(x, LABELS).item()
+        for m in ("all", "hard", "semihard", "batch_hard")
+    }
     assert len({round(v, 8) for v in values.values()}) == 4
 
 
@@ -370,7 +379,15 @@ def test_clip_fixed_temperature_and_cap():
 
 def test_registry_names_and_flags():
     assert set(LOSSES) == {
-        "baseline", "arcface", "cosface", "triplet", "contrastive", "clip", "supcon", "center_ce", "arcface_center",
+        "baseline",
+        "arcface",
+        "cosface",
+        "triplet",
+        "contrastive",
+        "clip",
+        "supcon",
+        "center_ce",
+        "arcface_center",
     }
     assert [n for n, cls in LOSSES.items() if not cls.needs_training] == ["baseline"]
     assert {n for n, cls in LOSSES.items() if cls.uses_classes} == {"arcface", "cosface", "center_ce", "arcface_center"}
@@ -383,15 +400,23 @@ def test_baseline_forward_raises():
 
 
 def test_loss_options_are_described_and_have_no_defaults():
-    assert loss_options("arcface") == {"scale": "a number > 0", "margin": "a number >= 0 and < 1.5708",
-                                       "weights_lr_mult": "a number > 0"}
-    assert loss_options("triplet") == {"margin": "a number >= 0",
-                                       "mining": "one of 'all', 'hard', 'semihard', 'batch_hard', 'none'"}
+    assert loss_options("arcface") == {
+        "scale": "a number > 0",
+        "margin": "a number >= 0 and < 1.5708",
+        "weights_lr_mult": "a number > 0",
+    }
+    assert loss_options("triplet") == {
+        "margin": "a number >= 0",
+        "mining": "one of 'all', 'hard', 'semihard', 'batch_hard', 'none'",
+    }
     assert loss_options("clip")["learnable_temperature"] == "true/false"
     assert loss_options("baseline") == {}
     assert {name: set(loss_options(name)) for name in LOSSES} == {name: set(o) for name, o in REFERENCE_OPTIONS.items()}
-    with pytest.raises(LossbenchError, match=r"loss 'arcface': 'margin', 'weights_lr_mult' are missing; pass them to "
-                                             r"create_loss \(margin: a number >= 0 and < 1.5708; weights_lr_mult: "):
+    with pytest.raises(
+        LossbenchError,
+        match=r"loss 'arcface': 'margin', 'weights_lr_mult' are missing; pass them to "
+        r"create_loss \(margin: a number >= 0 and < 1.5708; weights_lr_mult: ",
+    ):
         create_loss("arcface", NUM_CLASSES, DIM, scale=30.0)
 
 
@@ -405,8 +430,12 @@ def test_unknown_loss_lists_known_names():
 @pytest.mark.parametrize(
     ("name", "options", "pattern"),
     [
-        ("arcface", {"margn": 0.3}, r"loss 'arcface': unknown key 'margn'. Did you mean 'margin'\? "
-                                    r"Allowed keys: scale, margin, weights_lr_mult"),
+        (
+            "arcface",
+            {"margn": 0.3},
+            r"loss 'arcface': unknown key 'margn'. Did you mean 'margin'\? "
+            r"Allowed keys: scale, margin, weights_lr_mult",
+        ),
         ("baseline", {"scale": 1.0}, r"loss 'baseline': unknown key 'scale'. Allowed keys: none"),
         ("arcface", {"margin": "big"}, r"loss 'arcface': 'margin' = 'big' must be a number"),
         ("clip", {"learnable_temperature": "yes"}, r"loss 'clip': 'learnable_temperature' = 'yes' must be true/false"),
@@ -430,7 +459,12 @@ def test_integer_options_become_floats():
 def test_classifier_losses_need_two_classes():
     with pytest.raises(LossbenchError, match="num_classes=1"):
         create_loss("cosface", 1, DIM, **full_options("cosface"))
-    assert create_loss("triplet", 0, DIM, **full_options("triplet")) is not None
+    no_classes = create_loss("triplet", 0, DIM, **full_options("triplet")).double()  # no classifier: 0 is fine
+    assert type(no_classes) is LOSSES["triplet"] and no_classes.name == "triplet"
+    x = raw_features()
+    value = no_classes(x, LABELS)
+    assert value.item() > 0
+    torch.testing.assert_close(value, make_loss("triplet")(x, LABELS), **TOL)  # the class count plays no part
 
 
 def test_register_loss_rejects_duplicates_and_foreign_schemas():
@@ -466,7 +500,11 @@ def test_param_group_learning_rates():
     assert lrs("arcface") == {"class_weights": pytest.approx(0.1)}
     assert lrs("cosface", weights_lr_mult=2) == {"class_weights": pytest.approx(0.02)}
     assert lrs("center_ce", center_lr=0.3) == {"classifier": pytest.approx(0.1), "centers": 0.3}
-    assert lrs("arcface_center") == {"class_weights": pytest.approx(0.1), "classifier": pytest.approx(0.1), "centers": 0.01}
+    assert lrs("arcface_center") == {
+        "class_weights": pytest.approx(0.1),
+        "classifier": pytest.approx(0.1),
+        "centers": 0.01,
+    }
     assert lrs("clip") == {"logit_scale": 0.01}
     for name in ("triplet", "contrastive", "supcon", "baseline"):
         assert lrs(name) == {}
@@ -504,7 +542,8 @@ def test_clip_text_prompts_are_the_centred_open_clip_text_features(tiny_clip_wei
     loss = text_clip_loss(tiny_clip_weights, prompt="a photo of {}, a famous person")
     reference = open_clip.create_model("lossbench-tiny-text", pretrained=tiny_clip_weights).eval()
     tokens = open_clip.get_tokenizer("lossbench-tiny-text")(
-        [f"a photo of {n.replace('_', ' ')}, a famous person" for n in NAMES])
+        [f"a photo of {n.replace('_', ' ')}, a famous person" for n in NAMES]
+    )
     with torch.no_grad():
         features = F.normalize(reference.encode_text(tokens), dim=-1)
         expected = F.normalize(features - features.mean(0), dim=-1)  # centred over the identities

@@ -42,7 +42,10 @@ def test_retrieval_matches_pytorch_metric_learning_and_sklearn(random_split):
 
     calc = AccuracyCalculator(
         include=("precision_at_1", "mean_average_precision_at_r", "r_precision", "mean_average_precision"),
-        k=None, knn_func=CustomKNN(CosineSimilarity()), device=torch.device("cpu"))
+        k=None,
+        knn_func=CustomKNN(CosineSimilarity()),
+        device=torch.device("cpu"),
+    )
     ref = calc.get_accuracy(query[~lone], q_labels[~lone], gallery, g_labels, ref_includes_query=False)
     assert ours["top1"] == pytest.approx(ref["precision_at_1"], abs=1e-6)
     assert ours["map_at_r"] == pytest.approx(ref["mean_average_precision_at_r"], abs=1e-6)
@@ -205,8 +208,9 @@ def test_verification_matches_sklearn(random_split):
     roc = ours["roc"]
     assert len(roc) <= 200
     assert roc[0]["fpr"] == 0.0 and roc[0]["tpr"] == 0.0 and roc[-1]["fpr"] == roc[-1]["tpr"] == 1.0
-    assert all(a["fpr"] <= b["fpr"] and a["tpr"] <= b["tpr"] and a["threshold"] > b["threshold"]
-               for a, b in zip(roc, roc[1:]))
+    assert all(
+        a["fpr"] <= b["fpr"] and a["tpr"] <= b["tpr"] and a["threshold"] > b["threshold"] for a, b in zip(roc, roc[1:])
+    )
     point = roc[len(roc) // 2]  # each point is a real operating point of its threshold
     assert point["tpr"] == pytest.approx((scores[genuine] >= point["threshold"]).mean(), abs=1e-4)
 

@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-
 pytestmark = pytest.mark.e2e
 
 
@@ -42,14 +41,17 @@ def tiny_params(path: Path) -> None:
     params["stats"].update(resamples=200)
     params["seeds"] = [0, 1]
     losses = params["losses"]
-    params["losses"] = {"baseline": losses["baseline"], "arcface": {**losses["arcface"], "scale": 16.0},
-                        "triplet": {**losses["triplet"], "model": {"freeze": True}}}
+    params["losses"] = {
+        "baseline": losses["baseline"],
+        "arcface": {**losses["arcface"], "scale": 16.0},
+        "triplet": {**losses["triplet"], "model": {"freeze": True}},
+    }
     params["loss"] = "arcface"
     path.write_text(yaml.safe_dump(params, sort_keys=False))
 
 
 LOSSES = ("baseline", "arcface", "triplet")
-RUN_STAGES = ("train", "embed", "index", "evaluate")
+RUN_STAGES = ("train", "embed", "evaluate")
 
 
 def run_stages(losses=LOSSES, seeds=(0, 1)) -> set[str]:
@@ -88,7 +90,9 @@ def test_repro_runs_every_stage_and_writes_every_artifact(repo, reproduced):
         for seed in (0, 1):
             metrics = json.loads((repo / f"metrics/runs/{loss}/seed{seed}.json").read_text())
             assert 0.0 <= metrics["top1"] <= metrics["top5"] <= metrics["top10"] <= 1.0
-            assert metrics["score"] == pytest.approx(600 * metrics["top1"] + 300 * metrics["top5"] + 100 * metrics["top10"])
+            assert metrics["score"] == pytest.approx(
+                600 * metrics["top1"] + 300 * metrics["top5"] + 100 * metrics["top10"]
+            )
             assert metrics["index_top1"] == pytest.approx(metrics["top1"])  # Flat: the index returns the exact ranking
     baseline = [json.loads((repo / f"metrics/runs/baseline/seed{s}.json").read_text()) for s in (0, 1)]
     assert baseline[0] == baseline[1]  # nothing trains: every seed of the baseline is the same model

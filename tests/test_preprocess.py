@@ -20,13 +20,24 @@ from lossbench.data.store import load_processed
 from lossbench.errors import LossbenchError
 
 SIZE = 16
-SETTINGS = {"image_size": SIZE, "val_ids": 0.15, "test_ids": 0.25, "queries_per_id": 2, "query_domain": None,
-            "min_images_per_id": 2, "seed": 0}
+SETTINGS = {
+    "image_size": SIZE,
+    "val_ids": 0.15,
+    "test_ids": 0.25,
+    "folds": 0,
+    "fold": 0,
+    "queries_per_id": 2,
+    "query_domain": None,
+    "min_images_per_id": 2,
+    "seed": 0,
+}
 """preprocess_dataset takes every setting (params.yaml gives them); tests override some."""
 
 
 def preprocess(original: Path, out_dir: Path, **settings) -> dict:
     return preprocess_dataset(original, out_dir, **{**SETTINGS, **settings})
+
+
 RED, BLUE, WHITE = (255, 0, 0), (0, 0, 255), (255, 255, 255)
 
 
@@ -80,7 +91,7 @@ def mixed(tmp_path: Path) -> Path:
     palette = Image.fromarray(noise(20, 20, 3)).quantize(8)
     save(root / "bob" / "palette.gif", palette, transparency=0)
     rotated_jpeg(root / "bob" / "rotated.jpg")
-    save(root / "bob" / "grey16.pgm", Image.fromarray((noise(20, 24, 4, 1).astype(np.uint16) * 257)))
+    save(root / "bob" / "grey16.pgm", Image.fromarray(noise(20, 24, 4, 1).astype(np.uint16) * 257))
     broken = save(root / "bob" / "broken.jpg", Image.fromarray(noise(40, 40, 5)), quality=95).read_bytes()
     (root / "bob" / "broken.jpg").write_bytes(broken[: len(broken) * 2 // 3])
     (root / "bob" / "notes.jpg").write_text("not really a jpeg\n")
@@ -142,6 +153,7 @@ def test_mixed_folder_manifest_and_report(mixed: Path, tmp_path: Path) -> None:
     assert report["layout"] == "image_folder"
     assert report["images"] == 10 and report["classes"] == 4
     assert report["identities"] == {"train": 2, "val": 1, "test": 1}
+    assert (report["folds"], report["fold"]) == (0, 0) and "fold" not in report["summary"]
     assert sum(report["images_per_split"].values()) == 10 and report["images_per_split"]["challenge"] == 0
     assert report["skipped"] == {
         "hidden": ["bob/.DS_Store"],
@@ -183,6 +195,21 @@ def test_same_result_with_a_process_pool_and_same_seed(mixed: Path, tmp_path: Pa
     (images_a, manifest_a), (images_b, manifest_b) = load_processed(tmp_path / "a"), load_processed(tmp_path / "b")
     np.testing.assert_array_equal(images_a, images_b)
     pd.testing.assert_frame_equal(manifest_a, manifest_b)
+
+
+def test_identity_folds_partition_the_test_identities_and_are_reported(tmp_path: Path) -> None:
+    root = tmp_path / "raw"
+    for k in range(10):
+        for i in range(2 + k % 3):
+            save(root / f"id{k}" / f"{i}.png", Image.fromarray(noise(20, 20, 100 * k + i)))
+    tested: list[str] = []
+    for fold in range(5):
+        report = preprocess(root, tmp_path / f"fold{fold}", folds=5, fold=fold, workers=1)
+        _, manifest = load_processed(tmp_path / f"fold{fold}")
+        assert (report["folds"], report["fold"]) == (5, fold)
+        assert f"train/val/test identities 6/2/2, test = identity fold {fold} (folds 0..4))" in report["summary"]
+        tested += sorted(manifest.loc[manifest["split"] == "test", "identity"].unique())
+    assert sorted(tested) == [f"id{k}" for k in range(10)]  # each identity is a test identity in exactly one fold
 
 
 def test_decoding_modes_to_rgb(tmp_path: Path) -> None:
@@ -260,9 +287,7 @@ def test_domain_aware_query_gallery(tmp_path: Path) -> None:
             for i in range(count):
                 pixels = noise(20, 20, 100 * k + 10 * len(domain) + i)
                 save(root / identity / domain / f"{i}.png", Image.fromarray(pixels))
-    report = preprocess(
-        root, tmp_path / "out", image_size=SIZE, query_domain="photo", val_ids=0.2, test_ids=0.2
-    )
+    report = preprocess(root, tmp_path / "out", image_size=SIZE, query_domain="photo", val_ids=0.2, test_ids=0.2)
     _, manifest = load_processed(tmp_path / "out")
     assert report["domains"] == {"photo": 15, "render": 10}
     assert set(manifest["domain"]) == {"photo", "render"}

@@ -18,13 +18,16 @@ import yaml
 from lossbench.__main__ import main
 from lossbench.errors import LossbenchError
 from lossbench.models import create_backbone
-from lossbench.presets import apply_preset, list_presets, resolve
 from lossbench.models.builder import build_model
+from lossbench.presets import apply_preset, list_presets, resolve
 
 ROOT = Path(__file__).resolve().parents[1]
 PRESETS = list_presets()
-CENTER = {"resnet50-center": ("timm:resnet50", 512, 2048), "resnet101-center": ("timm:resnet101", 4096, 2048),
-          "resnet101-swin-hybrid": ("hybrid:timm:resnet101+timm:swin_tiny_patch4_window7_224", 8192, 2048 + 768)}
+CENTER = {
+    "resnet50-center": ("timm:resnet50", 512, 2048),
+    "resnet101-center": ("timm:resnet101", 4096, 2048),
+    "resnet101-swin-hybrid": ("hybrid:timm:resnet101+timm:swin_tiny_patch4_window7_224", 8192, 2048 + 768),
+}
 """backbone, embedding size and pooled feature width (ResNet: 2048; Swin-T: 768) of the center-loss presets."""
 CLIP_TABLE = {  # loss: (frozen, batch size, epochs, weight decay, dropout) — the source project's table
     "triplet": (True, 64, 45, 1e-4, 0.0),
@@ -106,8 +109,9 @@ def test_printed_command_and_apply_give_the_reference_params(params_file, name, 
     printed = capsys.readouterr().out
     assert printed.startswith("dvc exp run \\\n  -S ")
     # the arguments exactly as a shell passes them to dvc
-    shell = subprocess.run(["bash", "-c", printed.replace("dvc exp run", "printf '%s\\0'", 1)],
-                           capture_output=True, text=True, check=True)
+    shell = subprocess.run(
+        ["bash", "-c", printed.replace("dvc exp run", "printf '%s\\0'", 1)], capture_output=True, text=True, check=True
+    )
     words = shell.stdout.split("\0")[:-1]
     assert words[::2] == ["-S"] * (len(words) // 2)
     via_dvc = params_file.with_name("via_dvc.yaml")
@@ -145,8 +149,9 @@ def test_presets_apply_to_params_configuring_other_losses(params_file, name):
 def test_apply_refuses_invalid_params_and_leaves_the_file(params_file, tmp_path):
     presets = tmp_path / "presets"
     presets.mkdir()
-    (presets / "bad.yaml").write_text("description: too much dropout\nparams:\n  model: {dropout: 2.0}\n"
-                                      "  losses: {baseline: {}}\n  loss: baseline\n")
+    (presets / "bad.yaml").write_text(
+        "description: too much dropout\nparams:\n  model: {dropout: 2.0}\n  losses: {baseline: {}}\n  loss: baseline\n"
+    )
     before = params_file.read_text()
     with pytest.raises(LossbenchError, match=r"preset 'bad' does not give valid params: .*'model.dropout' = 2.0"):
         apply_preset("bad", params_file, presets)
@@ -199,6 +204,9 @@ def offline_empty_caches(tmp_path, monkeypatch):
 @pytest.mark.parametrize("name", list(PRESETS))
 def test_missing_pretrained_weights_fail_clearly_offline(params_file, name, offline_empty_caches):
     model = resolve(name, params_file).params.model
-    with pytest.raises(LossbenchError, match=r"not in the local cache, and lossbench never downloads.*"
-                                             r"model\.pretrained=/path/to/weights"):
+    with pytest.raises(
+        LossbenchError,
+        match=r"not in the local cache, and lossbench never downloads.*"
+        r"model\.pretrained=/path/to/weights",
+    ):
         create_backbone(model.backbone, model.pretrained, 32)

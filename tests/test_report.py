@@ -15,13 +15,26 @@ from matplotlib.colors import to_rgb
 from PIL import Image
 
 from lossbench.errors import LossbenchError
-from lossbench.report import (Cell, Row, Study, interval_bars, retrieval_grid, seed_curves, to_csv, to_latex,
-                              to_markdown, tsne_coordinates, tsne_plot, write_tables)
-from lossbench.report import figures
+from lossbench.report import (
+    Cell,
+    Row,
+    Study,
+    figures,
+    interval_bars,
+    retrieval_grid,
+    seed_curves,
+    to_csv,
+    to_latex,
+    to_markdown,
+    tsne_coordinates,
+    tsne_plot,
+    write_tables,
+)
 from lossbench.report.tables import format_diff, format_share, format_value, half_width, metric_info
 
-STUDY = Study(seeds=3, resamples=1000, confidence=0.95, headline_metric="score", index_factory="Flat",
-              queries=120, identities=40)
+STUDY = Study(
+    seeds=3, resamples=1000, confidence=0.95, headline_metric="score", index_factory="Flat", queries=120, identities=40
+)
 
 
 def c(mean, half, best=False, tied=False, flagged=False, diff=None, p=None):
@@ -36,38 +49,94 @@ def c(mean, half, best=False, tied=False, flagged=False, diff=None, p=None):
 #   TAR@1e-4: arcface_center best but flagged (never bold), clip tied (bold), baseline flagged.
 CELLS = {
     "baseline": dict(
-        score=c(300.0, 30.0, diff=-400.0, p=0.0), top1=c(0.10, 0.02, diff=-0.45), top5=c(0.30, 0.03),
-        top10=c(0.40, 0.03), mAP=c(0.05, 0.01), map_at_r=c(0.04, 0.01), r_precision=c(0.06, 0.01),
-        roc_auc=c(0.70, 0.02), eer=c(0.30, 0.02), **{"tar_at_far_1e-03": c(0.05, 0.01),
-                                                     "tar_at_far_1e-04": c(0.01, 0.01, flagged=True)}),
+        score=c(300.0, 30.0, diff=-400.0, p=0.0),
+        top1=c(0.10, 0.02, diff=-0.45),
+        top5=c(0.30, 0.03),
+        top10=c(0.40, 0.03),
+        mAP=c(0.05, 0.01),
+        map_at_r=c(0.04, 0.01),
+        r_precision=c(0.06, 0.01),
+        roc_auc=c(0.70, 0.02),
+        eer=c(0.30, 0.02),
+        **{"tar_at_far_1e-03": c(0.05, 0.01), "tar_at_far_1e-04": c(0.01, 0.01, flagged=True)},
+    ),
     "arcface_center": dict(
-        score=c(690.0, 25.0, tied=True, diff=-10.0, p=0.38), top1=c(0.55, 0.03, best=True),
-        top5=c(0.79, 0.02, tied=True), top10=c(0.85, 0.02, best=True), mAP=c(0.40, 0.02, tied=True),
-        map_at_r=c(0.30, 0.02, best=True), r_precision=c(0.35, 0.02, best=True), roc_auc=c(0.95, 0.01, tied=True),
-        eer=c(0.11, 0.01, tied=True), **{"tar_at_far_1e-03": c(0.60, 0.05, best=True),
-                                         "tar_at_far_1e-04": c(0.30, 0.10, best=True, flagged=True)}),
+        score=c(690.0, 25.0, tied=True, diff=-10.0, p=0.38),
+        top1=c(0.55, 0.03, best=True),
+        top5=c(0.79, 0.02, tied=True),
+        top10=c(0.85, 0.02, best=True),
+        mAP=c(0.40, 0.02, tied=True),
+        map_at_r=c(0.30, 0.02, best=True),
+        r_precision=c(0.35, 0.02, best=True),
+        roc_auc=c(0.95, 0.01, tied=True),
+        eer=c(0.11, 0.01, tied=True),
+        **{"tar_at_far_1e-03": c(0.60, 0.05, best=True), "tar_at_far_1e-04": c(0.30, 0.10, best=True, flagged=True)},
+    ),
     "clip": dict(
-        score=c(700.0, 20.0, best=True, p=0.62), top1=c(0.50, 0.02), top5=c(0.80, 0.02, best=True),
-        top10=c(0.80, 0.02), mAP=c(0.45, 0.02, best=True), map_at_r=c(0.25, 0.02), r_precision=c(0.30, 0.02),
-        roc_auc=c(0.96, 0.01, best=True), eer=c(0.10, 0.01, best=True),
-        **{"tar_at_far_1e-03": c(0.50, 0.05), "tar_at_far_1e-04": c(0.28, 0.05, tied=True)}),
+        score=c(700.0, 20.0, best=True, p=0.62),
+        top1=c(0.50, 0.02),
+        top5=c(0.80, 0.02, best=True),
+        top10=c(0.80, 0.02),
+        mAP=c(0.45, 0.02, best=True),
+        map_at_r=c(0.25, 0.02),
+        r_precision=c(0.30, 0.02),
+        roc_auc=c(0.96, 0.01, best=True),
+        eer=c(0.10, 0.01, best=True),
+        **{"tar_at_far_1e-03": c(0.50, 0.05), "tar_at_far_1e-04": c(0.28, 0.05, tied=True)},
+    ),
 }
 SETTINGS = {
     "baseline": dict(frozen=True, batch_size=64, epochs=0.0, lr=1e-3, weight_decay=1e-4, dropout=0.3, options="—"),
-    "arcface_center": dict(frozen=True, batch_size=64, epochs=12.3333, lr=1e-3, weight_decay=1e-4, dropout=0.3,
-                           options="scale=64, margin=0.5, center_weight=0.01"),
-    "clip": dict(frozen=True, batch_size=64, epochs=7.0, lr=1e-3, weight_decay=1e-4, dropout=0.3,
-                 options="temperature=0.07"),
+    "arcface_center": dict(
+        frozen=True,
+        batch_size=64,
+        epochs=12.3333,
+        lr=1e-3,
+        weight_decay=1e-4,
+        dropout=0.3,
+        options="scale=64, margin=0.5, center_weight=0.01",
+    ),
+    "clip": dict(
+        frozen=True, batch_size=64, epochs=7.0, lr=1e-3, weight_decay=1e-4, dropout=0.3, options="temperature=0.07"
+    ),
 }
 EXACT_KEYS = list(CELLS["clip"])
-HEADERS = ["Loss", "Score", "Δ vs best", "P(best)", "top-1", "top-5", "top-10", "mAP", "MAP@R", "R-prec", "ROC-AUC",
-           "EER", "TAR@1e-3", "TAR@1e-4", "Epochs", "Options"]
-EXPECTED_BOLD = {("clip", "Score"), ("arcface_center", "Score"), ("arcface_center", "top-1"),
-                 ("clip", "top-5"), ("arcface_center", "top-5"), ("arcface_center", "top-10"),
-                 ("clip", "mAP"), ("arcface_center", "mAP"), ("arcface_center", "MAP@R"),
-                 ("arcface_center", "R-prec"), ("clip", "ROC-AUC"), ("arcface_center", "ROC-AUC"),
-                 ("clip", "EER"), ("arcface_center", "EER"), ("arcface_center", "TAR@1e-3"),
-                 ("clip", "TAR@1e-4")}
+HEADERS = [
+    "Loss",
+    "Score",
+    "Δ vs best",
+    "P(best)",
+    "top-1",
+    "top-5",
+    "top-10",
+    "mAP",
+    "MAP@R",
+    "R-prec",
+    "ROC-AUC",
+    "EER",
+    "TAR@1e-3",
+    "TAR@1e-4",
+    "Epochs",
+    "Options",
+]
+EXPECTED_BOLD = {
+    ("clip", "Score"),
+    ("arcface_center", "Score"),
+    ("arcface_center", "top-1"),
+    ("clip", "top-5"),
+    ("arcface_center", "top-5"),
+    ("arcface_center", "top-10"),
+    ("clip", "mAP"),
+    ("arcface_center", "mAP"),
+    ("arcface_center", "MAP@R"),
+    ("arcface_center", "R-prec"),
+    ("clip", "ROC-AUC"),
+    ("arcface_center", "ROC-AUC"),
+    ("clip", "EER"),
+    ("arcface_center", "EER"),
+    ("arcface_center", "TAR@1e-3"),
+    ("clip", "TAR@1e-4"),
+}
 
 
 def make_rows(index: str = "exact", **overrides) -> list[Row]:
@@ -105,8 +174,7 @@ def test_cell_formatting_helpers():
     assert format_diff(score, c(690.0, 25.0, diff=-10.0)) == "-10.0 [-40.0, +20.0]"
     assert format_diff(rate, c(0.5, 0.02, diff=0.031)) == "+3.1 [+0.7, +5.5]"  # percentage points
     assert format_diff(score, c(700.0, 20.0, best=True)) == "best" and format_diff(score, c(1.0, 1.0)) == "–"
-    assert [format_share(p) for p in (None, 0.0, 0.004, 0.62, 0.996, 1.0)] == ["–", "0%", "<1%", "62%", ">99%",
-                                                                              "100%"]
+    assert [format_share(p) for p in (None, 0.0, 0.004, 0.62, 0.996, 1.0)] == ["–", "0%", "<1%", "62%", ">99%", "100%"]
     assert metric_info("tar_at_far_1e-04").header == "TAR@1e-4" and metric_info("top20").header == "top-20"
     assert metric_info("index_top5").header == "idx top-5" and metric_info("eer").lower_is_better
     with pytest.raises(LossbenchError, match="unknown metric 'recall'"):
@@ -121,8 +189,11 @@ def test_markdown_columns_cells_and_bold_is_best_plus_ties_never_flagged():
     assert bold_cells(headers, body) == EXPECTED_BOLD
     base, arc, clip = ({h: cell for h, cell in zip(headers, row)} for row in body)
     assert clip["Score"] == "**700.0 ± 20.0**" and base["top-1"] == "10.0 ± 2.0" and clip["EER"] == "**10.0 ± 1.0**"
-    assert (clip["Δ vs best"], arc["Δ vs best"], base["Δ vs best"]) == ("best", "-10.0 [-40.0, +20.0]",
-                                                                        "-400.0 [-436.0, -364.0]")
+    assert (clip["Δ vs best"], arc["Δ vs best"], base["Δ vs best"]) == (
+        "best",
+        "-10.0 [-40.0, +20.0]",
+        "-400.0 [-436.0, -364.0]",
+    )
     assert (clip["P(best)"], arc["P(best)"], base["P(best)"]) == ("62%", "38%", "0%")
     # flagged: a mark, never bold, even for the best mean
     assert arc["TAR@1e-4"] == "30.0 ± 10.0 †" and base["TAR@1e-4"] == "1.0 ± 1.0 †"
@@ -154,12 +225,16 @@ def test_constant_settings_leave_the_table_and_varying_ones_stay():
     assert "All losses: frozen backbone, batch 64, lr 1e-3, weight decay 1e-4, dropout 0.3.\n" in text
     assert not {"Backbone", "Batch", "LR", "WD", "Dropout"} & set(headers)
     rows = make_rows()
-    rows[2] = dataclasses.replace(rows[2], settings=dict(rows[2].settings, frozen=False, batch_size=128,
-                                                         epochs=12.3333))
+    rows[2] = dataclasses.replace(
+        rows[2], settings=dict(rows[2].settings, frozen=False, batch_size=128, epochs=12.3333)
+    )
     headers, body = md_table(to_markdown(rows, STUDY))
     assert headers[-4:] == ["Backbone", "Batch", "Epochs", "Options"]
-    assert [row[-4:-1] for row in body] == [["frozen", "64", "0"], ["frozen", "64", "12.3"],
-                                            ["fine-tuned", "128", "12.3"]]
+    assert [row[-4:-1] for row in body] == [
+        ["frozen", "64", "0"],
+        ["frozen", "64", "12.3"],
+        ["fine-tuned", "128", "12.3"],
+    ]
     assert "All losses: lr 1e-3, weight decay 1e-4, dropout 0.3." in to_markdown(rows, STUDY)
 
 
@@ -169,7 +244,7 @@ def test_index_columns_only_when_they_differ():
     assert "The FAISS index (Flat) returns the exact ranking" in exact
     approx = to_markdown(make_rows("approx"), dataclasses.replace(STUDY, index_factory="IVF64,PQ8"))
     headers, body = md_table(approx)
-    assert headers[headers.index("TAR@1e-4") + 1:][:4] == ["idx Score", "idx top-1", "idx top-5", "idx top-10"]
+    assert headers[headers.index("TAR@1e-4") + 1 :][:4] == ["idx Score", "idx top-1", "idx top-5", "idx top-10"]
     assert body[2][headers.index("idx top-1")] == "48.0 ± 2.0" and body[2][headers.index("top-1")] == "50.0 ± 2.0"
     assert "measured through the FAISS index (IVF64,PQ8), which is approximate" in approx
     none = to_markdown(make_rows("none"), STUDY)
@@ -184,8 +259,18 @@ def test_csv_columns_and_values_round_trip():
     records = list(csv.DictReader(io.StringIO(to_csv(rows, STUDY))))
     columns = list(records[0])
     assert columns[:8] == ["loss", "frozen", "batch_size", "epochs", "lr", "weight_decay", "dropout", "options"]
-    assert columns[8:18] == ["score", "score_low", "score_high", "score_best", "score_tied", "score_flagged",
-                             "score_diff", "score_diff_low", "score_diff_high", "score_p_first"]
+    assert columns[8:18] == [
+        "score",
+        "score_low",
+        "score_high",
+        "score_best",
+        "score_tied",
+        "score_flagged",
+        "score_diff",
+        "score_diff_low",
+        "score_diff_high",
+        "score_p_first",
+    ]
     for key in EXACT_KEYS + ["index_top1"]:
         assert {f"{key}", f"{key}_low", f"{key}_high", f"{key}_tied", f"{key}_flagged"} <= set(columns)
     for row, record in zip(rows, records):
@@ -193,8 +278,11 @@ def test_csv_columns_and_values_round_trip():
         assert record["frozen"] == "True" and int(record["batch_size"]) == 64
         assert float(record["epochs"]) == row.settings["epochs"] and float(record["lr"]) == 1e-3
         for key, cell in row.cells.items():
-            assert [float(record[key]), float(record[f"{key}_low"]), float(record[f"{key}_high"])] == \
-                [cell.mean, cell.low, cell.high]  # exact, fractions (not %)
+            assert [float(record[key]), float(record[f"{key}_low"]), float(record[f"{key}_high"])] == [
+                cell.mean,
+                cell.low,
+                cell.high,
+            ]  # exact, fractions (not %)
             assert (record[f"{key}_tied"], record[f"{key}_flagged"]) == (str(cell.tied), str(cell.flagged))
     clip, arc = records[2], records[1]
     assert clip["score_diff"] == "" and float(arc["score_diff"]) == -10.0 and float(arc["score_diff_low"]) == -40.0
@@ -211,18 +299,21 @@ def replace_cell(key: str, cell: Cell) -> list[Row]:
     return rows
 
 
-@pytest.mark.parametrize("rows, message", [
-    ([], "no rows given"),
-    (make_rows()[:2] + make_rows()[1:2], "'arcface_center' appears twice"),
-    (replace_cell("top1", Cell(55.0, 50.0, 60.0, best=False, tied=False)), "not percentages"),
-    (replace_cell("score", Cell(1200.0, 1100.0, 1300.0, best=False, tied=False)), r"outside \[0, 1000\]"),
-    (replace_cell("top1", Cell(0.5, 0.55, 0.6, best=False, tied=False)), "low ≤ mean ≤ high"),
-    (replace_cell("top1", Cell(0.5, 0.4, 0.45, best=False, tied=False)), "low ≤ mean ≤ high"),
-    (replace_cell("top1", Cell(float("nan"), 0.4, 0.45, best=False, tied=False)), "finite"),
-    (replace_cell("top1", Cell(0.5, 0.4, 0.6, best=False, tied=False, diff=-0.1)), "given together"),
-    (replace_cell("top1", Cell(0.5, 0.4, 0.6, best=False, tied=False, p_first=1.5)), "p_first"),
-    (replace_cell("recall", Cell(0.5, 0.4, 0.6, best=False, tied=False)), "unknown metric 'recall'"),
-])
+@pytest.mark.parametrize(
+    "rows, message",
+    [
+        ([], "no rows given"),
+        (make_rows()[:2] + make_rows()[1:2], "'arcface_center' appears twice"),
+        (replace_cell("top1", Cell(55.0, 50.0, 60.0, best=False, tied=False)), "not percentages"),
+        (replace_cell("score", Cell(1200.0, 1100.0, 1300.0, best=False, tied=False)), r"outside \[0, 1000\]"),
+        (replace_cell("top1", Cell(0.5, 0.55, 0.6, best=False, tied=False)), "low ≤ mean ≤ high"),
+        (replace_cell("top1", Cell(0.5, 0.4, 0.45, best=False, tied=False)), "low ≤ mean ≤ high"),
+        (replace_cell("top1", Cell(float("nan"), 0.4, 0.45, best=False, tied=False)), "finite"),
+        (replace_cell("top1", Cell(0.5, 0.4, 0.6, best=False, tied=False, diff=-0.1)), "given together"),
+        (replace_cell("top1", Cell(0.5, 0.4, 0.6, best=False, tied=False, p_first=1.5)), "p_first"),
+        (replace_cell("recall", Cell(0.5, 0.4, 0.6, best=False, tied=False)), "unknown metric 'recall'"),
+    ],
+)
 def test_bad_input_raises_clear_errors(rows, message):
     for render in (to_markdown, to_csv, to_latex):
         with pytest.raises(LossbenchError, match=message):
@@ -231,8 +322,9 @@ def test_bad_input_raises_clear_errors(rows, message):
 
 def test_bad_study_raises_clear_errors():
     with pytest.raises(LossbenchError, match="headline metric 'mAP' is in no row"):
-        to_markdown([Row("a", {}, {"score": c(1.0, 0.5, best=True)})],
-                    dataclasses.replace(STUDY, headline_metric="mAP"))
+        to_markdown(
+            [Row("a", {}, {"score": c(1.0, 0.5, best=True)})], dataclasses.replace(STUDY, headline_metric="mAP")
+        )
     with pytest.raises(LossbenchError, match="seeds must be a positive integer.*confidence must be in"):
         to_markdown(make_rows(), dataclasses.replace(STUDY, seeds=0, confidence=95))
 
@@ -261,30 +353,64 @@ def test_latex_table_structure_caption_and_settings():
     assert main[2][2].startswith("\\textbf{55.0}") and not main[3][2].startswith("\\textbf")
     settings = latex_rows(tex.split("\\end{tabular}")[1])
     assert settings[0] == ["Loss", "Epochs", "Options"]
-    assert settings[2] == ["arcface\\_center", "12.3", "scale=64,\\allowbreak{} margin=0.5,\\allowbreak{} "
-                                                          "center\\_weight=0.01"]
+    assert settings[2] == [
+        "arcface\\_center",
+        "12.3",
+        "scale=64,\\allowbreak{} margin=0.5,\\allowbreak{} center\\_weight=0.01",
+    ]
     flagged = to_latex(make_rows(), STUDY, metrics=["tar_at_far_1e-04"])
     assert "30.0$^\\dagger$\\,{\\scriptsize$\\pm$10.0}" in flagged and "$^\\dagger$: too few events" in flagged
     same_options = [dataclasses.replace(r, settings=dict(r.settings, options="—")) for r in make_rows()]
     plain = to_latex(same_options, STUDY)
-    assert "tabularx" not in plain and "no loss options" in plain and latex_rows(plain.split("\\end{tabular}")[1])[0] \
-        == ["Loss", "Epochs"]
+    assert (
+        "tabularx" not in plain
+        and "no loss options" in plain
+        and latex_rows(plain.split("\\end{tabular}")[1])[0] == ["Loss", "Epochs"]
+    )
 
 
-LONG_NAMES = ["arcface_center", "cosface_center", "contrastive_xbm", "triplet_semihard", "supcon_proxy",
-              "baseline", "center_ce", "clip_learnable", "multisimilarity"]
+LONG_NAMES = [
+    "arcface_center",
+    "cosface_center",
+    "contrastive_xbm",
+    "triplet_semihard",
+    "supcon_proxy",
+    "baseline",
+    "center_ce",
+    "clip_learnable",
+    "multisimilarity",
+]
 
 
 def worst_case_rows() -> list[Row]:
     """9 losses with long names, every cell bold with wide intervals (a tiny test set), one flagged EER."""
     rows = []
     for i, name in enumerate(LONG_NAMES):
-        cells = {key: c(999.9 if key == "score" else 0.999, 123.4 if key == "score" else 0.123, best=i == 0,
-                        tied=True, diff=None if i == 0 else -0.1, p=0.5) for key in EXACT_KEYS}
+        cells = {
+            key: c(
+                999.9 if key == "score" else 0.999,
+                123.4 if key == "score" else 0.123,
+                best=i == 0,
+                tied=True,
+                diff=None if i == 0 else -0.1,
+                p=0.5,
+            )
+            for key in EXACT_KEYS
+        }
         cells["eer"] = c(0.999, 0.123, tied=True, flagged=i == 3)
-        rows.append(Row(name, dict(frozen=False, batch_size=64 + i, epochs=10.0 + i / 3, lr=1e-3,
-                                   options="scale=64, margin=0.35, mining=semihard, memory=4096, pos_margin=0.0"),
-                        cells))
+        rows.append(
+            Row(
+                name,
+                dict(
+                    frozen=False,
+                    batch_size=64 + i,
+                    epochs=10.0 + i / 3,
+                    lr=1e-3,
+                    options="scale=64, margin=0.35, mining=semihard, memory=4096, pos_margin=0.0",
+                ),
+                cells,
+            )
+        )
     return rows
 
 
@@ -292,11 +418,18 @@ def worst_case_rows() -> list[Row]:
 def test_latex_compiles_on_a_one_column_page_without_overfull_boxes(tmp_path):
     plain = [dataclasses.replace(r, settings=dict(r.settings, options="—")) for r in make_rows()]
     for name, rows in (("typical", make_rows()), ("worst", worst_case_rows()), ("plain_settings", plain)):
-        document = ("\\documentclass{article}\n\\usepackage{booktabs}\n\\usepackage{tabularx}\n\\begin{document}\n"
-                    f"{to_latex(rows, STUDY)}\n\\end{{document}}\n")
+        document = (
+            "\\documentclass{article}\n\\usepackage{booktabs}\n\\usepackage{tabularx}\n\\begin{document}\n"
+            f"{to_latex(rows, STUDY)}\n\\end{{document}}\n"
+        )
         (tmp_path / f"{name}.tex").write_text(document, encoding="utf-8")
-        run = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", f"{name}.tex"],
-                             cwd=tmp_path, capture_output=True, text=True, timeout=120)
+        run = subprocess.run(
+            ["pdflatex", "-interaction=nonstopmode", "-halt-on-error", f"{name}.tex"],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         log = (tmp_path / f"{name}.log").read_text(encoding="utf-8", errors="replace")
         assert run.returncode == 0, log[-2000:]
         assert "Overfull \\hbox" not in log, [line for line in log.splitlines() if "Overfull" in line]
@@ -305,8 +438,7 @@ def test_latex_compiles_on_a_one_column_page_without_overfull_boxes(tmp_path):
 def test_write_tables_writes_three_formats_atomically(tmp_path):
     rows = make_rows()
     paths = write_tables(rows, STUDY, tmp_path / "out" / "comparison")
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["comparison.csv", "comparison.md",
-                                                                   "comparison.tex"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["comparison.csv", "comparison.md", "comparison.tex"]
     assert paths["md"].read_text(encoding="utf-8") == to_markdown(rows, STUDY)
     assert paths["csv"].read_text(encoding="utf-8") == to_csv(rows, STUDY)
     assert paths["tex"].read_text(encoding="utf-8") == to_latex(rows, STUDY)
@@ -357,11 +489,14 @@ def test_seed_curves_write_png_for_shared_and_differing_x(tmp_path):
 
     def roc(power):  # each seed has its own FPR grid, starting at 0 (dropped on the log axis)
         fpr = np.r_[0.0, np.sort(rng.uniform(0, 1, 200)), 1.0]
-        return fpr, fpr ** power
+        return fpr, fpr**power
+
     rocs = {"a": [roc(0.2), roc(0.25)], "b": [roc(0.5)]}
     assert load_rgb(seed_curves(rocs, tmp_path / "roc.png", "FPR", "TPR", "ROC", logx=True)).std() > 0
-    grid, mean = figures._mean_curve([(np.array([1.0, 2.0, 3.0]), np.array([0.0, 1.0, 1.0])),
-                                      (np.array([1.0, 3.0]), np.array([0.5, 1.0]))], logx=False)
+    grid, mean = figures._mean_curve(
+        [(np.array([1.0, 2.0, 3.0]), np.array([0.0, 1.0, 1.0])), (np.array([1.0, 3.0]), np.array([0.5, 1.0]))],
+        logx=False,
+    )
     assert grid[0] == 1.0 and grid[-1] == 3.0 and mean[0] == 0.25 and mean[-1] == 1.0  # step functions
     with pytest.raises(LossbenchError, match="loss 'b', seed curve 0"):
         seed_curves({"b": [(np.arange(3), np.arange(4))]}, tmp_path / "bad.png", "x", "y", "t")
@@ -412,8 +547,9 @@ def test_retrieval_grid_frames_right_green_and_wrong_red(tmp_path):
     pixels = load_rgb(retrieval_grid(queries, results, correct, scores, tmp_path / "grid.png", titles=["a", "b"]))
     half = pixels.shape[0] // 2
     for row, (band, ok) in enumerate(zip((pixels[:half], pixels[half:]), correct)):
-        green, red, blue = (frame_mask(band, c) for c in (figures.RIGHT_COLOR, figures.WRONG_COLOR,
-                                                          figures.QUERY_COLOR))
+        green, red, blue = (
+            frame_mask(band, c) for c in (figures.RIGHT_COLOR, figures.WRONG_COLOR, figures.QUERY_COLOR)
+        )
         xs = {name: np.nonzero(mask)[1] for name, mask in (("green", green), ("red", red), ("blue", blue))}
         assert all(x.size > 0 for x in xs.values()), row
         assert xs["blue"].max() < min(xs["green"].min(), xs["red"].min())  # query frame comes first

@@ -24,7 +24,6 @@ from lossbench.search import NEUTRAL_COLOR
 ROOT = Path(__file__).resolve().parents[1]
 
 
-
 def tiny_params(path: Path) -> None:
     params = yaml.safe_load(path.read_text())
     params["synthetic"].update(identities=12, images_per_id=6, image_size=32)
@@ -45,7 +44,9 @@ def project(tmp_path_factory, copy_project, subprocess_env) -> tuple[Path, str]:
     root = copy_project(tmp_path_factory.mktemp("search_project"))
     tiny_params(root / "params.yaml")
     for args in (["init", "--no-scm", "-q"], ["config", "core.analytics", "false"], ["repro"]):
-        result = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=root, env=subprocess_env, capture_output=True, text=True)
+        result = subprocess.run(
+            [sys.executable, "-m", "dvc", *args], cwd=root, env=subprocess_env, capture_output=True, text=True
+        )
         assert result.returncode == 0, f"dvc {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
     return root, result.stdout
 
@@ -82,6 +83,7 @@ def parse(output: str) -> list[dict]:
     return queries
 
 
+@pytest.mark.e2e
 def test_repro_ran_submit_and_its_score_matches_evaluate(project):
     root, stdout = project
     assert "Running stage 'submit'" in stdout
@@ -99,6 +101,7 @@ def test_repro_ran_submit_and_its_score_matches_evaluate(project):
     assert score == pytest.approx(metrics["score"], abs=0.05)
 
 
+@pytest.mark.e2e
 def test_search_ranks_like_the_embed_stage(in_project, capsys):
     frame = manifest(in_project)
     queries = frame[(frame["split"] == "test") & (frame["role"] == "query")].reset_index(drop=True)
@@ -117,6 +120,7 @@ def test_search_ranks_like_the_embed_stage(in_project, capsys):
         assert [row[2] for row in result["rows"]] == list(by_path.loc[paths, "identity"])
 
 
+@pytest.mark.e2e
 def test_search_other_loss_and_k(in_project, capsys):
     frame = manifest(in_project)
     query = frame[(frame["split"] == "test") & (frame["role"] == "query")].iloc[0]
@@ -132,6 +136,7 @@ def frame_pixels(path: Path, colours: list[tuple[int, int, int]]) -> int:
     return int(sum((pixels == np.array(colour)).all(axis=1).sum() for colour in colours))
 
 
+@pytest.mark.e2e
 def test_grid_judges_known_identities_and_not_unknown_ones(in_project, tmp_path, capsys):
     frame = manifest(in_project)
     query = frame[(frame["split"] == "test") & (frame["role"] == "query")].iloc[0]
@@ -147,13 +152,20 @@ def test_grid_judges_known_identities_and_not_unknown_ones(in_project, tmp_path,
     assert frame_pixels(unknown, [NEUTRAL_COLOR]) > 10 * 1000 > frame_pixels(unknown, [RIGHT_COLOR, WRONG_COLOR])
 
 
-@pytest.mark.parametrize("args, message", [
-    (["missing.png"], "query image missing.png not found"),
-    (["params.yaml"], "query image params.yaml is not a readable image (not_an_image)"),
-    (["data/synthetic", "-k", "3"], "query image data/synthetic is a folder"),
-    (["IMAGE", "--loss", "nope"], "unknown loss 'nope': --loss must be one of the configured losses (baseline, arc"),
-    (["IMAGE", "-k", "0"], "-k 0: ask for at least 1 result"),
-])
+@pytest.mark.e2e
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["missing.png"], "query image missing.png not found"),
+        (["params.yaml"], "query image params.yaml is not a readable image (not_an_image)"),
+        (["data/synthetic", "-k", "3"], "query image data/synthetic is a folder"),
+        (
+            ["IMAGE", "--loss", "nope"],
+            "unknown loss 'nope': --loss must be one of the configured losses (baseline, arc",
+        ),
+        (["IMAGE", "-k", "0"], "-k 0: ask for at least 1 result"),
+    ],
+)
 def test_bad_input_is_one_error_line(in_project, capsys, args, message):
     frame = manifest(in_project)
     image = f"data/synthetic/{frame['path'].iloc[0]}"
@@ -170,14 +182,25 @@ def test_pipeline_not_run_names_the_command(tmp_path, monkeypatch, capsys):
     assert main(["search", str(image)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "has not produced data/processed/images.npy" in err
-    assert "run `dvc repro index@arcface-0`" in err
+    assert "run `dvc repro evaluate@arcface-0`" in err
 
 
+@pytest.mark.e2e
 def test_command_line_entry_point(in_project, subprocess_env):
-    result = subprocess.run([sys.executable, "-m", "lossbench", "search", "nope.jpg"], cwd=in_project, env=subprocess_env,
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "lossbench", "search", "nope.jpg"],
+        cwd=in_project,
+        env=subprocess_env,
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 2 and result.stdout == ""
     assert result.stderr.startswith("error: query image nope.jpg not found") and "Traceback" not in result.stderr
-    helped = subprocess.run([sys.executable, "-m", "lossbench", "--help"], cwd=in_project, env=subprocess_env,
-                            capture_output=True, text=True)
+    helped = subprocess.run(
+        [sys.executable, "-m", "lossbench", "--help"],
+        cwd=in_project,
+        env=subprocess_env,
+        capture_output=True,
+        text=True,
+    )
     assert helped.returncode == 0 and "search" in helped.stdout and "preset" in helped.stdout

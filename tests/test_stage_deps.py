@@ -55,9 +55,19 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
-DYNAMIC_IMPORTS: dict[str, tuple[str, ...]] = {}
-"""Project file (relative to the project root) -> modules it loads in ways the ast cannot see. Empty today:
-every dynamic import in the project is an f-string over a module-level literal, which the check resolves."""
+
+def _modules_in(package: str) -> tuple[str, ...]:
+    """Every module file directly in project package ``package``: what a ``pkgutil.iter_modules`` discovery over
+    it may import (listed from the files, so a module added there needs no edit here)."""
+    folder = ROOT.joinpath(*package.split("."))
+    return tuple(sorted(f"{package}.{path.stem}" for path in folder.glob("*.py") if path.stem != "__init__"))
+
+
+DYNAMIC_IMPORTS: dict[str, tuple[str, ...]] = {
+    # the loss registry discovers its loss modules with pkgutil.iter_modules over its own package
+    "lossbench/losses/registry.py": _modules_in("lossbench.losses"),
+}
+"""Project file (relative to the project root) -> modules it loads in ways the ast cannot see."""
 
 _PYTHON = re.compile(r"python(\d+(\.\d+)*)?(\.exe)?$")
 _PY_OPTS_WITH_ARG = {"-W", "-X", "--check-hash-based-pycs"}
@@ -148,8 +158,10 @@ class ImportGraph:
     def lazy_module(self, name: str) -> bool:
         """Whether module ``name`` defines a module-level ``__getattr__`` (PEP 562)."""
         found = self.find(name)
-        return found is not None and any(isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and
-                                         n.name == "__getattr__" for n in self._tree(found.path).body)
+        return found is not None and any(
+            isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.name == "__getattr__"
+            for n in self._tree(found.path).body
+        )
 
     def bound_names(self, name: str) -> set[str]:
         """Names bound at the top level of module ``name`` (assignments, defs, classes, imports)."""
@@ -211,8 +223,11 @@ class ImportGraph:
             if not isinstance(node, (ast.Import, ast.ImportFrom, ast.Call)):
                 continue
             parents = _ancestors(up)
-            lazy = len(parents) > 1 and isinstance(parents[1], (ast.FunctionDef, ast.AsyncFunctionDef)) \
+            lazy = (
+                len(parents) > 1
+                and isinstance(parents[1], (ast.FunctionDef, ast.AsyncFunctionDef))
                 and parents[1].name == "__getattr__"
+            )
             if isinstance(node, ast.Import):
                 for alias in node.names:
                     names = with_parents(alias.name)
@@ -241,8 +256,10 @@ class ImportGraph:
                     dynamic = self._dynamic_names(node, tree, parents, package)
                     if dynamic is None:
                         if rel not in DYNAMIC_IMPORTS:
-                            unresolved.append(f"{where}: {called}({ast.unparse(node.args[0])}) names no project "
-                                              "module the check can resolve")
+                            unresolved.append(
+                                f"{where}: {called}({ast.unparse(node.args[0])}) names no project "
+                                "module the check can resolve"
+                            )
                         continue
                     for name in dynamic:
                         found.append(Imports(with_parents(name), self._triggers(name, ["*"]), lazy))
@@ -257,12 +274,16 @@ class ImportGraph:
         if found is None:
             return []
         for node in self._tree(found.path).body:
-            if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "__all__" for t in node.targets):
+            if isinstance(node, ast.Assign) and any(
+                isinstance(t, ast.Name) and t.id == "__all__" for t in node.targets
+            ):
                 values = _literal_strings(node.value)
                 return [v for v in values or () if self.find(f"{package}.{v}")]
         return []
 
-    def _dynamic_names(self, call: ast.Call, tree: ast.Module, parents: list[ast.AST], package: str) -> list[str] | None:
+    def _dynamic_names(
+        self, call: ast.Call, tree: ast.Module, parents: list[ast.AST], package: str
+    ) -> list[str] | None:
         """Project modules ``import_module(<arg>)`` may load, or None when the check cannot tell."""
         pieces = _string_pieces(call.args[0], tree, parents)
         if pieces is None:
@@ -370,8 +391,12 @@ def _runtime_nodes(tree: ast.Module):
         yield node, up
         if isinstance(node, ast.If) and _is_type_checking(node.test):
             children = node.orelse
-        elif isinstance(node, ast.If) and isinstance(node.test, ast.UnaryOp) and isinstance(node.test.op, ast.Not) \
-                and _is_type_checking(node.test.operand):
+        elif (
+            isinstance(node, ast.If)
+            and isinstance(node.test, ast.UnaryOp)
+            and isinstance(node.test.op, ast.Not)
+            and _is_type_checking(node.test.operand)
+        ):
             children = node.body
         else:
             children = list(ast.iter_child_nodes(node))
@@ -390,7 +415,8 @@ def _ancestors(up: tuple | None) -> list[ast.AST]:
 
 def _is_type_checking(test: ast.AST) -> bool:
     return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
-        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
 
 
 def _literal_strings(node: ast.AST | None) -> list[str] | None:
@@ -398,7 +424,8 @@ def _literal_strings(node: ast.AST | None) -> list[str] | None:
     if isinstance(node, ast.Constant) and isinstance(node.value, str):
         return [node.value]
     if isinstance(node, (ast.Tuple, ast.List, ast.Set)) and all(
-            isinstance(e, ast.Constant) and isinstance(e.value, str) for e in node.elts):
+        isinstance(e, ast.Constant) and isinstance(e.value, str) for e in node.elts
+    ):
         return [e.value for e in node.elts]
     return None
 
@@ -409,19 +436,31 @@ def _module_binding(tree: ast.Module, name: str) -> ast.AST | None:
     for node in ast.walk(tree):
         if isinstance(node, ast.AugAssign) and isinstance(node.target, ast.Name) and node.target.id == name:
             return None
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and isinstance(node.func.value, ast.Name) \
-                and node.func.value.id == name and node.func.attr in ("append", "extend", "insert", "add", "update",
-                                                                      "setdefault", "__setitem__"):
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and isinstance(node.func.value, ast.Name)
+            and node.func.value.id == name
+            and node.func.attr in ("append", "extend", "insert", "add", "update", "setdefault", "__setitem__")
+        ):
             return None
-        if isinstance(node, ast.Subscript) and isinstance(node.ctx, ast.Store) and isinstance(node.value, ast.Name) \
-                and node.value.id == name:
+        if (
+            isinstance(node, ast.Subscript)
+            and isinstance(node.ctx, ast.Store)
+            and isinstance(node.value, ast.Name)
+            and node.value.id == name
+        ):
             return None
     values = []
     for node in tree.body:
-        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == name for t in node.targets):
-            values.append(node.value)
-        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.target.id == name \
-                and node.value is not None:
+        if (
+            isinstance(node, ast.Assign)
+            and any(isinstance(t, ast.Name) and t.id == name for t in node.targets)
+            or isinstance(node, ast.AnnAssign)
+            and isinstance(node.target, ast.Name)
+            and node.target.id == name
+            and node.value is not None
+        ):
             values.append(node.value)
     return values[0] if len(values) == 1 else None
 
@@ -501,7 +540,7 @@ def python_entries(cmd: str) -> list[tuple[str, str]]:
         start = next((i for i, token in enumerate(segment) if _PYTHON.search(Path(token).name)), None)
         if start is None:
             continue
-        args = iter(segment[start + 1:])
+        args = iter(segment[start + 1 :])
         for arg in args:
             if arg in ("-m", "-c"):
                 value = next(args, None)
@@ -561,8 +600,11 @@ def check_stages(root: Path) -> list[StageReport]:
     for stage in load_stages(root):
         cmds = stage.cmd if isinstance(stage.cmd, list) else [stage.cmd] if stage.cmd else []
         wdir = Path(stage.wdir).resolve()
-        deps = [Path(dep.fs_path).resolve() for dep in stage.deps
-                if getattr(dep, "fs", None) is not None and getattr(dep.fs, "protocol", "local") in ("local", "file")]
+        deps = [
+            Path(dep.fs_path).resolve()
+            for dep in stage.deps
+            if getattr(dep, "fs", None) is not None and getattr(dep.fs, "protocol", "local") in ("local", "file")
+        ]
         files: dict[Path, list[Path]] = {}
         unresolved: list[str] = []
         checked = False
@@ -602,10 +644,15 @@ def describe_problems(reports: list[StageReport], root: Path) -> list[str]:
 
 def _problem_lines(report: StageReport, root: Path) -> list[str]:
     rel = lambda p: p.relative_to(root.resolve()).as_posix()  # noqa: E731
-    lines = [f"imports {rel(path)} (via {' → '.join(rel(p) for p in report.files[path])}) but its deps do not cover it"
-             for path in report.uncovered]
-    lines += [f"cannot follow the dynamic import at {problem}; make it resolvable or list what it loads in "
-              "DYNAMIC_IMPORTS (tests/test_stage_deps.py)" for problem in report.unresolved]
+    lines = [
+        f"imports {rel(path)} (via {' → '.join(rel(p) for p in report.files[path])}) but its deps do not cover it"
+        for path in report.uncovered
+    ]
+    lines += [
+        f"cannot follow the dynamic import at {problem}; make it resolvable or list what it loads in "
+        "DYNAMIC_IMPORTS (tests/test_stage_deps.py)"
+        for problem in report.unresolved
+    ]
     return lines
 
 
@@ -633,9 +680,12 @@ def test_every_stage_depends_on_the_project_files_it_imports():
         assert report.files, f"stage {report.name!r}: no project file found for its command"
     failing = [r for r in checked if r.uncovered or r.unresolved]
     if failing:
-        pytest.fail(f"{len(failing)} of {len(checked)} stages running project code import files their deps do not "
-                    "cover (DVC would not re-run them when those files change); add each file, or a folder above "
-                    "it, to the stage's deps in dvc.yaml:\n" + summarize(reports, ROOT), pytrace=False)
+        pytest.fail(
+            f"{len(failing)} of {len(checked)} stages running project code import files their deps do not "
+            "cover (DVC would not re-run them when those files change); add each file, or a folder above "
+            "it, to the stage's deps in dvc.yaml:\n" + summarize(reports, ROOT),
+            pytrace=False,
+        )
 
 
 # A tiny project exercising each kind of import the checker must follow.
@@ -691,9 +741,23 @@ SYNTHETIC_FILES = {
     "pkg/plugins/p3.py": "",
     "pkg/unused.py": "",
 }
-RUN_CLOSURE = ["stages/__init__.py", "stages/run.py", "pkg/__init__.py", "pkg/core.py", "pkg/runtime_only.py",
-               "pkg/helper.py", "pkg/leaf.py", "pkg/registry.py", "pkg/plugins/__init__.py", "pkg/plugins/p1.py",
-               "pkg/plugins/p2.py", "pkg/plugins/p3.py", "lazy/__init__.py", "lazy/light.py", "lazy/heavy.py"]
+RUN_CLOSURE = [
+    "stages/__init__.py",
+    "stages/run.py",
+    "pkg/__init__.py",
+    "pkg/core.py",
+    "pkg/runtime_only.py",
+    "pkg/helper.py",
+    "pkg/leaf.py",
+    "pkg/registry.py",
+    "pkg/plugins/__init__.py",
+    "pkg/plugins/p1.py",
+    "pkg/plugins/p2.py",
+    "pkg/plugins/p3.py",
+    "lazy/__init__.py",
+    "lazy/light.py",
+    "lazy/heavy.py",
+]
 
 
 def make_synthetic(tmp_path: Path, run_deps: list[str], extra_stage: str = "") -> Path:
@@ -721,8 +785,7 @@ def make_synthetic(tmp_path: Path, run_deps: list[str], extra_stage: str = "") -
         "    - lazy/__init__.py\n"
         "    - lazy/light.py\n"
         "  shell:\n"
-        "    cmd: echo no python here\n"
-        + extra_stage
+        "    cmd: echo no python here\n" + extra_stage
     )
     Repo.init(str(tmp_path), no_scm=True).close()
     return tmp_path
@@ -739,15 +802,34 @@ def test_checker_accepts_complete_deps_and_follows_every_kind_of_import(tmp_path
     # a script: no stages/__init__.py (not run), its imports resolved from wdir; lazy/__init__.py's __getattr__
     # is not called, so lazy/heavy.py is not imported
     assert sorted(p.relative_to(root.resolve()).as_posix() for p in reports["solo"].files) == [
-        "lazy/__init__.py", "lazy/light.py", "pkg/__init__.py", "pkg/leaf.py", "stages/solo.py"]
+        "lazy/__init__.py",
+        "lazy/light.py",
+        "pkg/__init__.py",
+        "pkg/leaf.py",
+        "stages/solo.py",
+    ]
     heavy = reports["run@a"].files[root.resolve() / "lazy" / "heavy.py"]
     assert [p.relative_to(root.resolve()).as_posix() for p in heavy] == [
-        "stages/run.py", "pkg/core.py", "lazy/__init__.py", "lazy/heavy.py"]
+        "stages/run.py",
+        "pkg/core.py",
+        "lazy/__init__.py",
+        "lazy/heavy.py",
+    ]
 
 
-@pytest.mark.parametrize("removed", ["pkg/helper.py", "pkg/leaf.py", "pkg/plugins/p2.py", "pkg/plugins/p3.py",
-                                     "pkg/plugins/__init__.py", "stages/__init__.py", "pkg/runtime_only.py",
-                                     "lazy/heavy.py"])
+@pytest.mark.parametrize(
+    "removed",
+    [
+        "pkg/helper.py",
+        "pkg/leaf.py",
+        "pkg/plugins/p2.py",
+        "pkg/plugins/p3.py",
+        "pkg/plugins/__init__.py",
+        "stages/__init__.py",
+        "pkg/runtime_only.py",
+        "lazy/heavy.py",
+    ],
+)
 def test_checker_reports_a_removed_dep(tmp_path, removed):
     root = make_synthetic(tmp_path, [f for f in RUN_CLOSURE if f != removed])
     problems = describe_problems(check_stages(root), root)
@@ -758,13 +840,13 @@ def test_checker_reports_a_removed_dep(tmp_path, removed):
 
 
 def test_checker_reports_a_dynamic_import_it_cannot_follow(tmp_path):
-    root = make_synthetic(tmp_path, ["stages", "pkg", "lazy"], extra_stage=(
-        "  dyn:\n"
-        "    cmd: python -m stages.dyn\n"
-        "    deps:\n"
-        "    - stages\n"
-        "    - pkg\n"))
+    root = make_synthetic(
+        tmp_path,
+        ["stages", "pkg", "lazy"],
+        extra_stage=("  dyn:\n    cmd: python -m stages.dyn\n    deps:\n    - stages\n    - pkg\n"),
+    )
     (root / "stages" / "dyn.py").write_text("import importlib, os\nimportlib.import_module(os.environ['MOD'])\n")
     problems = describe_problems(check_stages(root), root)
     assert len(problems) == 1 and problems[0].startswith(
-        "stage 'dyn' cannot follow the dynamic import at stages/dyn.py:2: import_module(os.environ['MOD'])"), problems
+        "stage 'dyn' cannot follow the dynamic import at stages/dyn.py:2: import_module(os.environ['MOD'])"
+    ), problems

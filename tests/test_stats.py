@@ -14,8 +14,15 @@ from sklearn.metrics import roc_auc_score
 
 import lossbench.stats as st
 from lossbench.metrics import verification as ver
-from lossbench.stats import (few_events, identity_weights, impostors_above, mean_replicates, summarize,
-                             t_quantile, verification_replicates)
+from lossbench.stats import (
+    few_events,
+    identity_weights,
+    impostors_above,
+    mean_replicates,
+    summarize,
+    t_quantile,
+    verification_replicates,
+)
 
 FARS = (1e-1, 1e-2, 1e-3)
 
@@ -85,7 +92,7 @@ def test_mean_replicates_hand_case_and_loop():
 
 
 def _far_key(far: float) -> str:
-    key = getattr(ver, "far_key", None) or getattr(ver, "_key")
+    key = getattr(ver, "far_key", None) or ver._key
     return key(far)
 
 
@@ -154,15 +161,16 @@ def test_integer_weights_equal_duplicated_queries(split):
             assert ours[key][b] == pytest.approx(value, rel=1e-12, abs=1e-15), (b, key)
         pair_weight = np.repeat(row, scores.shape[1])
         assert ours["roc_auc"][b] == pytest.approx(
-            roc_auc_score(genuine.ravel(), scores.ravel(), sample_weight=pair_weight), rel=1e-12)
+            roc_auc_score(genuine.ravel(), scores.ravel(), sample_weight=pair_weight), rel=1e-12
+        )
 
 
 def test_verification_chunking_and_count_blocks_do_not_change_results(monkeypatch):
     labels, scores, genuine = _continuous_split(seed=2)
     weights = identity_weights(labels, 40, seed=1)
     whole = verification_replicates(scores, genuine, weights, far=FARS)
-    monkeypatch.setattr(st, "_CHUNK_ELEMENTS", 5000)   # a few replicates per chunk
-    monkeypatch.setattr(st, "_COUNT_ELEMENTS", 2000)   # many run blocks, rebuilt per chunk
+    monkeypatch.setattr(st, "_CHUNK_ELEMENTS", 5000)  # a few replicates per chunk
+    monkeypatch.setattr(st, "_COUNT_ELEMENTS", 2000)  # many run blocks, rebuilt per chunk
     assert len(st._PairRuns(scores, genuine).blocks) > 3
     pieces = verification_replicates(scores, genuine, weights, far=FARS)
     for key in whole:
@@ -239,7 +247,8 @@ def test_seed_only_intervals_equal_scipy_t_intervals():
     diff = b.mean() - a.mean()
     assert out["a"].best and out["a"].diff == 0.0 and out["a"].tied
     assert (out["b"].diff, out["b"].diff_low, out["b"].diff_high) == pytest.approx(
-        (diff, diff - half, diff + half), rel=1e-10)
+        (diff, diff - half, diff + half), rel=1e-10
+    )
     # paired seeds: the t interval of the per-seed differences
     c = np.array([0.69, 0.66, 0.70])
     paired = summarize({"a": a, "c": c}, {"a": _flat(a), "c": _flat(c)}, paired_seeds=True, confidence=0.9)
@@ -253,8 +262,16 @@ def test_seed_only_intervals_equal_scipy_t_intervals():
 def test_test_sampling_term_is_the_cross_seed_bootstrap_covariance():
     """Replicates = shared test-set effect + each run's own noise (mutually orthogonal, zero-mean):
     only the shared part counts as test sampling; each run's own noise is already in the seed term."""
-    h = np.array([[1, 1, 1, 1, 1, 1, 1, 1], [1, -1, 1, -1, 1, -1, 1, -1], [1, 1, -1, -1, 1, 1, -1, -1],
-                  [1, -1, -1, 1, 1, -1, -1, 1], [1, 1, 1, 1, -1, -1, -1, -1]], dtype=np.float64)
+    h = np.array(
+        [
+            [1, 1, 1, 1, 1, 1, 1, 1],
+            [1, -1, 1, -1, 1, -1, 1, -1],
+            [1, 1, -1, -1, 1, 1, -1, -1],
+            [1, -1, -1, 1, 1, -1, -1, 1],
+            [1, 1, 1, 1, -1, -1, -1, -1],
+        ],
+        dtype=np.float64,
+    )
     shared, own = 0.02 * h[1], 0.05 * h[2:5]
     point = np.array([0.60, 0.63, 0.62])
     reps = point[:, None] + shared[None, :] + own
@@ -280,8 +297,10 @@ def test_single_seed_covers_test_sampling_only():
 def test_best_ties_p_first_and_lower_is_better():
     rng = np.random.default_rng(5)
     test_effect = 0.01 * rng.normal(size=300)  # shared by all losses: cancels in differences
-    make = lambda mu, sd: (mu + sd * np.array([-1.0, 0.0, 1.0]), mu + sd * np.array([-1.0, 0.0, 1.0])[:, None]
-                           + test_effect + 0.002 * rng.normal(size=(3, 300)))
+    make = lambda mu, sd: (
+        mu + sd * np.array([-1.0, 0.0, 1.0]),
+        mu + sd * np.array([-1.0, 0.0, 1.0])[:, None] + test_effect + 0.002 * rng.normal(size=(3, 300)),
+    )
     best_p, best_r = make(0.80, 0.005)
     worse_p, worse_r = make(0.70, 0.005)
     out = summarize({"worse": worse_p, "best": best_p}, {"worse": worse_r, "best": best_r})
@@ -291,16 +310,22 @@ def test_best_ties_p_first_and_lower_is_better():
     assert out["best"].low < 0.80 < out["best"].high
 
     # an exact copy of the best is tied with it (difference 0) and shares first place
-    out = summarize({"best": best_p, "copy": best_p.copy(), "worse": worse_p},
-                    {"best": best_r, "copy": best_r.copy(), "worse": worse_r}, paired_seeds=True)
+    out = summarize(
+        {"best": best_p, "copy": best_p.copy(), "worse": worse_p},
+        {"best": best_r, "copy": best_r.copy(), "worse": worse_r},
+        paired_seeds=True,
+    )
     assert out["best"].best and not out["copy"].best
     assert out["copy"].tied and out["copy"].diff == 0.0 and out["copy"].diff_low <= 0.0 <= out["copy"].diff_high
     assert out["best"].p_first == pytest.approx(0.5) and out["copy"].p_first == pytest.approx(0.5)
     assert sum(v.p_first for v in out.values()) == pytest.approx(1.0)
 
     # lower is better (EER): the lowest mean is best, differences are positive
-    out = summarize({"low_eer": 1 - best_p, "high_eer": 1 - worse_p},
-                    {"low_eer": 1 - best_r, "high_eer": 1 - worse_r}, higher_is_better=False)
+    out = summarize(
+        {"low_eer": 1 - best_p, "high_eer": 1 - worse_p},
+        {"low_eer": 1 - best_r, "high_eer": 1 - worse_r},
+        higher_is_better=False,
+    )
     assert out["low_eer"].best and out["low_eer"].p_first == 1.0
     assert out["high_eer"].diff == pytest.approx(0.10) and out["high_eer"].diff_low > 0 and not out["high_eer"].tied
 
@@ -322,8 +347,13 @@ def _trial(trial: int, means: dict[str, float], **kwargs) -> dict:
     weights = identity_weights(groups, RESAMPLES, seed=trial)
     point, reps = {}, {}
     for name, mu in means.items():
-        per_query = (mu + common + rng.normal(0, SD["identity_loss"], N_IDS)[groups]
-                     + rng.normal(0, SD["seed"], (SEEDS, 1)) + rng.normal(0, SD["seed_query"], (SEEDS, groups.size)))
+        per_query = (
+            mu
+            + common
+            + rng.normal(0, SD["identity_loss"], N_IDS)[groups]
+            + rng.normal(0, SD["seed"], (SEEDS, 1))
+            + rng.normal(0, SD["seed_query"], (SEEDS, groups.size))
+        )
         point[name] = per_query.mean(axis=1)
         reps[name] = mean_replicates(per_query.T, weights).T
     return summarize(point, reps, identities=N_IDS, seed=trial, **kwargs)

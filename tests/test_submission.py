@@ -18,10 +18,11 @@ from lossbench.data.scan import open_rgb
 from lossbench.data.store import load_processed
 from lossbench.data.transforms import build_eval_transform
 from lossbench.embedding_sets import set_rows
+from lossbench.errors import LossbenchError
 from lossbench.inference.embedding import extract_embeddings
 from lossbench.inference.encoders import ImageEncoder
-from lossbench.errors import LossbenchError
 from lossbench.io import atomic_save_npy
+from lossbench.models.builder import build_model
 from lossbench.submission import (
     base_names,
     lost_images,
@@ -29,7 +30,6 @@ from lossbench.submission import (
     score_ranking,
     validate_submission,
 )
-from lossbench.models.builder import build_model
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -60,20 +60,26 @@ def test_validate_accepts_a_good_submission_and_names_every_defect():
 
 def test_score_ranking_hand_computed():
     gallery_labels = np.array([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11])
-    ids = np.array([
-        [0, 1, 2, 3, 4, 5, 6, 7, 8, 9],    # label 0 at rank 1
-        [1, 2, 3, 0, 4, 5, 6, 7, 8, 9],    # label 0 at rank 4
-        [1, 2, 3, 4, 5, 6, 7, 0, 8, 9],    # label 0 at rank 8
-        [1, 2, 3, 4, 5, 6, 7, 8, 9, 10],   # label 0 missing
-    ])
+    ids = np.array(
+        [
+            [0, 1, 2, 3, 4, 5, 6, 7, 8, 9],  # label 0 at rank 1
+            [1, 2, 3, 0, 4, 5, 6, 7, 8, 9],  # label 0 at rank 4
+            [1, 2, 3, 4, 5, 6, 7, 0, 8, 9],  # label 0 at rank 8
+            [1, 2, 3, 4, 5, 6, 7, 8, 9, 10],  # label 0 missing
+        ]
+    )
     result = score_ranking(ids, np.zeros(4, dtype=int), gallery_labels)
-    assert result == pytest.approx({"top1": 0.25, "top5": 0.5, "top10": 0.75,
-                                    "score": 600 * 0.25 + 300 * 0.5 + 100 * 0.75})
+    assert result == pytest.approx(
+        {"top1": 0.25, "top5": 0.5, "top10": 0.75, "score": 600 * 0.25 + 300 * 0.5 + 100 * 0.75}
+    )
 
 
 def test_lost_images_are_the_unreadable_challenge_files():
-    skipped = {"hidden": ["test/query/.DS_Store"], "corrupt": ["test/gallery/g7.jpg", "train/a/1.jpg"],
-               "not_an_image": ["test/query/notes.txt"]}
+    skipped = {
+        "hidden": ["test/query/.DS_Store"],
+        "corrupt": ["test/gallery/g7.jpg", "train/a/1.jpg"],
+        "not_an_image": ["test/query/notes.txt"],
+    }
     assert lost_images(skipped) == ["test/gallery/g7.jpg", "test/query/notes.txt"]
 
 
@@ -85,8 +91,12 @@ def write_manifest_and_sets(directory: Path, rows: list[tuple], sets: dict[str, 
     frame = pd.DataFrame(rows, columns=["path", "identity", "label", "split", "role"])
     frame.insert(0, "row", np.arange(len(frame)))
     frame = frame.assign(domain="", sha1="")
-    split_role = {"query": ("test", "query"), "gallery": ("test", "gallery"),
-                  "challenge_query": ("challenge", "query"), "challenge_gallery": ("challenge", "gallery")}
+    split_role = {
+        "query": ("test", "query"),
+        "gallery": ("test", "gallery"),
+        "challenge_query": ("challenge", "query"),
+        "challenge_gallery": ("challenge", "gallery"),
+    }
     for name, vectors in sets.items():
         split, role = split_role[name]
         rows_of_set = frame[(frame["split"] == split) & (frame["role"] == role)]["row"].to_numpy()
@@ -103,13 +113,15 @@ def one_hot(indices: list[int], dim: int = 16) -> np.ndarray:
 
 def test_test_split_submission_is_keyed_by_path_and_scored(tmp_path):
     # 12 gallery images: identities a, b, c with 4 images each; every identity has an image called 0.png
-    gallery_rows = [(f"{ident}/{i}.png", ident, label, "test", "gallery")
-                    for label, ident in enumerate("abc") for i in range(4)]
+    gallery_rows = [
+        (f"{ident}/{i}.png", ident, label, "test", "gallery") for label, ident in enumerate("abc") for i in range(4)
+    ]
     query_rows = [("a/q.png", "a", 0, "test", "query"), ("b/q.png", "b", 1, "test", "query")]
     # query a points at gallery item 5 (identity b) first, then at item 0 (a); query b at item 4 (b)
     query = one_hot([5, 4]) + 0.5 * one_hot([0, 4])
-    frame = write_manifest_and_sets(tmp_path, query_rows + gallery_rows,
-                                    {"query": query, "gallery": one_hot(list(range(12)))})
+    frame = write_manifest_and_sets(
+        tmp_path, query_rows + gallery_rows, {"query": query, "gallery": one_hot(list(range(12)))}
+    )
     submission = make_submission(frame, tmp_path)
     assert submission.target == "test" and submission.k == 10 and submission.num_gallery == 12
     assert list(submission.entries) == ["a/q.png", "b/q.png"]
@@ -121,11 +133,19 @@ def test_test_split_submission_is_keyed_by_path_and_scored(tmp_path):
 
 def test_small_gallery_warns_and_lists_all_of_it(tmp_path):
     rows = [("test/query/q.png", "", -1, "challenge", "query")] + [
-        (f"test/gallery/g{i}.png", "", -1, "challenge", "gallery") for i in range(6)]
+        (f"test/gallery/g{i}.png", "", -1, "challenge", "gallery") for i in range(6)
+    ]
     labelled = [("a/0.png", "a", 0, "test", "query"), ("a/1.png", "a", 0, "test", "gallery")]
-    frame = write_manifest_and_sets(tmp_path, labelled + rows, {
-        "query": one_hot([0]), "gallery": one_hot([0]),
-        "challenge_query": one_hot([3]), "challenge_gallery": one_hot(list(range(6)))})
+    frame = write_manifest_and_sets(
+        tmp_path,
+        labelled + rows,
+        {
+            "query": one_hot([0]),
+            "gallery": one_hot([0]),
+            "challenge_query": one_hot([3]),
+            "challenge_gallery": one_hot(list(range(6))),
+        },
+    )
     with pytest.warns(UserWarning, match="only 6 images, fewer than 10"):
         submission = make_submission(frame, tmp_path)
     assert submission.target == "challenge" and submission.metrics is None
@@ -179,11 +199,21 @@ def challenge_project(tmp_path, monkeypatch) -> tuple:
         save(data / "test/query" / f"photo{i}.png", jitter(pattern(200 + 2 * i), 2000 + i))
         partner[f"photo{i}.png"] = f"img_{2 * i:03d}.png"
     project = tmp_path / "project"
-    preprocess_dataset(data, project / "data/processed", image_size=32, val_ids=0.0, test_ids=0.34,
-                       queries_per_id=1, query_domain=None, min_images_per_id=2, seed=0)
+    preprocess_dataset(
+        data,
+        project / "data/processed",
+        image_size=32,
+        val_ids=0.0,
+        test_ids=0.34,
+        queries_per_id=1,
+        query_domain=None,
+        min_images_per_id=2,
+        seed=0,
+    )
     images, manifest = load_processed(project / "data/processed")
-    cfg = SimpleNamespace(backbone="timm:test_resnet", pretrained=None, input_size=None, embed_dim=8, hidden=0,
-                          dropout=0.0, freeze=False)
+    cfg = SimpleNamespace(
+        backbone="timm:test_resnet", pretrained=None, input_size=None, embed_dim=8, hidden=0, dropout=0.0, freeze=False
+    )
     model = build_model(cfg, 32, 0, 1, "normalise").eval()
     rows = set_rows(manifest)
     transform = build_eval_transform(model.backbone.input_size, model.backbone.mean, model.backbone.std)

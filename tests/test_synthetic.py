@@ -36,8 +36,19 @@ def _pixels(image: Image.Image) -> np.ndarray:
 
 def _neutral(nuisance: synthetic.Nuisance) -> synthetic.Nuisance:
     """The same pose, light, expression, background and no occlusion for every identity."""
-    return dataclasses.replace(nuisance, angle=0.0, scale=1.0, shift=(0.0, 0.0), yaw=0.0, light_strength=0.0,
-                               brightness=1.0, contrast=1.0, smile=0.2, eye_open=1.0, occlusion="none")
+    return dataclasses.replace(
+        nuisance,
+        angle=0.0,
+        scale=1.0,
+        shift=(0.0, 0.0),
+        yaw=0.0,
+        light_strength=0.0,
+        brightness=1.0,
+        contrast=1.0,
+        smile=0.2,
+        eye_open=1.0,
+        occlusion="none",
+    )
 
 
 @pytest.fixture(scope="module")

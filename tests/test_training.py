@@ -8,11 +8,11 @@ import torch
 from loss_options import full_options  # tests/loss_options.py
 from torch import nn
 
+from lossbench.inference.encoders import FeatureEncoder, ImageEncoder
 from lossbench.losses import LOSSES, LossContext, create_loss
 from lossbench.metrics.ranking import evaluate_retrieval
 from lossbench.models import EmbeddingModel, ProjectionHead, create_backbone
 from lossbench.models.backbones import Backbone
-from lossbench.inference.encoders import FeatureEncoder, ImageEncoder
 from lossbench.training.trainer import Trainer, TrainSettings, ValidationSet
 
 DIM, SIGNAL_DIMS = 16, 4
@@ -48,20 +48,45 @@ def data():
     return train_feats, train_labels, val_feats[0], val_labels + 100, is_query
 
 
-def make_trainer(data, loss_name: str, epochs: int = 8, seed: int = 0, loss_options: dict | None = None,
-                 context: LossContext | None = None, **kwargs) -> Trainer:
+def make_trainer(
+    data,
+    loss_name: str,
+    epochs: int = 8,
+    seed: int = 0,
+    loss_options: dict | None = None,
+    context: LossContext | None = None,
+    **kwargs,
+) -> Trainer:
     train_feats, train_labels, val_feats, val_labels, is_query = data
     model = feature_model(seed)
-    settings = TrainSettings(epochs=epochs, ids_per_batch=4, images_per_id=4, lr=1e-2, weight_decay=1e-4,
-                             backbone_lr_mult=1.0, warmup_epochs=1, grad_clip=5.0, patience=50, monitor="val_top1",
-                             eval_batch_size=256, seed=seed)
+    settings = TrainSettings(
+        epochs=epochs,
+        ids_per_batch=4,
+        images_per_id=4,
+        lr=1e-2,
+        weight_decay=1e-4,
+        backbone_lr_mult=1.0,
+        warmup_epochs=1,
+        grad_clip=5.0,
+        patience=50,
+        monitor="val_top1",
+        eval_batch_size=256,
+        seed=seed,
+    )
     torch.manual_seed(seed + 2)
     options = TEST_OPTIONS.get(loss_name, {}) if loss_options is None else loss_options
     options = full_options(loss_name, **options)
     loss_fn = create_loss(loss_name, num_classes=24, embed_dim=16, context=context, **options)
     validation = ValidationSet(FeatureEncoder(val_feats, torch.device("cpu")), val_labels, is_query)
-    return Trainer(model, loss_fn, FeatureEncoder(train_feats, torch.device("cpu")), train_labels, settings,
-                   validation=validation, **kwargs)
+    return Trainer(
+        model,
+        loss_fn,
+        FeatureEncoder(train_feats, torch.device("cpu")),
+        train_labels,
+        settings,
+        validation=validation,
+        **kwargs,
+    )
 
 
 def raw_top1(data) -> float:
@@ -158,9 +183,20 @@ def test_freeze_semantics_in_the_training_loop(freeze):
     head_before = {k: v.clone() for k, v in model.head.state_dict().items()}
     transform = build_train_transform(16, backbone.mean, backbone.std)
     encoder = ImageEncoder(images, np.arange(len(images)), transform, torch.device("cpu"))
-    settings = TrainSettings(epochs=2, ids_per_batch=3, images_per_id=2, lr=1e-2, weight_decay=0.0,
-                             backbone_lr_mult=1.0, warmup_epochs=1, grad_clip=5.0, patience=5, monitor="val_top5",
-                             eval_batch_size=256, seed=0)
+    settings = TrainSettings(
+        epochs=2,
+        ids_per_batch=3,
+        images_per_id=2,
+        lr=1e-2,
+        weight_decay=0.0,
+        backbone_lr_mult=1.0,
+        warmup_epochs=1,
+        grad_clip=5.0,
+        patience=5,
+        monitor="val_top5",
+        eval_batch_size=256,
+        seed=0,
+    )
     loss = create_loss("triplet", num_classes=6, embed_dim=8, **full_options("triplet"))
     Trainer(model, loss, encoder, labels, settings).fit()
     after = model.backbone.state_dict()

@@ -84,7 +84,8 @@ def _decode_all(scan: Scan, scratch: np.ndarray, size: int, workers: int) -> pd.
     hashes, reasons = [], []
     with _mapper(workers) as imap:
         results = imap(decode_file, tasks)
-        for i, (pixels, sha1, reason) in enumerate(tqdm(results, total=len(tasks), desc="decode", unit="img")):
+        for i, (pixels, sha1, reason) in enumerate(tqdm(results, total=len(tasks), desc="decode", unit="img",
+                                                                   disable=None)):
             if pixels is not None:
                 scratch[i] = pixels
             hashes.append(sha1)
@@ -206,6 +207,8 @@ def _build_manifest(
     queries_per_id: int,
     query_domain: str | None,
     seed: int,
+    folds: int,
+    fold: int,
 ) -> pd.DataFrame:
     """Split identities, assign roles and labels; one row per output image, sorted by path."""
     domains = sorted(set(labelled["domain"]) - {""})
@@ -214,7 +217,8 @@ def _build_manifest(
             f"query_domain={query_domain!r} is not a domain of {scan.root} (domains found: {domains}); "
             "domains are sub-folders <identity>/<domain>/<image>, or set query_domain to null"
         )
-    split_of = split_identities(labelled.groupby("identity").size().to_dict(), val_ids, test_ids, seed)
+    counts = labelled.groupby("identity").size().to_dict()
+    split_of = split_identities(counts, val_ids, test_ids, seed, folds=folds, fold=fold)
     labelled = _assign_roles(labelled, split_of, queries_per_id, query_domain, seed)
     label_of = {name: i for i, name in enumerate(sorted(split_of))}
     parts = [labelled.assign(label=labelled["identity"].map(label_of)), challenge.assign(label=-1)]
@@ -253,6 +257,7 @@ def _report(
     summary = (
         f"{len(manifest)} images of {sum(ids.values())} identities "
         f"(train/val/test identities {ids['train']}/{ids['val']}/{ids['test']}"
+        + (f", test = identity fold {settings['fold']} (folds 0..{settings['folds'] - 1})" if settings["folds"] else "")
         + (f", {int((manifest['split'] == CHALLENGE).sum())} challenge images" if scan.layout == CHALLENGE else "")
         + f"); skipped {num_skipped} files, removed {sum(removed.values())} duplicates, "
         f"dropped {len(dropped)} identities, ignored {len(scan.ignored)} entries"
@@ -288,13 +293,16 @@ def preprocess_dataset(
     query_domain: str | None,
     min_images_per_id: int,
     seed: int,
+    folds: int = 0,
+    fold: int = 0,
     workers: int | None = None,
 ) -> dict:
     """Decode, clean, split and write ``original`` to out_dir/images.npy + manifest.csv; return the report.
 
     Every file that is not used is reported (skipped files by reason, dropped identities, duplicates)
     and summarised with a warning. ``workers=None`` uses a process pool for large folders; the result
-    does not depend on the number of workers.
+    does not depend on the number of workers. ``folds`` = K >= 2 takes the test identities from fold ``fold``
+    of K disjoint identity folds instead of ``test_ids`` (see :func:`split_identities`); 0 = one split.
     """
     _validate_args(image_size, queries_per_id, min_images_per_id)
     scan = scan_folder(original)
@@ -311,7 +319,8 @@ def preprocess_dataset(
                 f"no identity in {scan.root} has at least min_images_per_id={min_images_per_id} usable images; "
                 "add images or lower min_images_per_id"
             )
-        manifest = _build_manifest(labelled, challenge, scan, val_ids, test_ids, queries_per_id, query_domain, seed)
+        manifest = _build_manifest(labelled, challenge, scan, val_ids, test_ids, queries_per_id, query_domain, seed,
+                                   folds, fold)
         check_no_leaks(manifest)
         write_images(out_dir, scratch, manifest["source"].to_numpy())
         write_manifest(out_dir, manifest)
@@ -324,6 +333,8 @@ def preprocess_dataset(
         "seed": seed,
         "val_ids": val_ids,
         "test_ids": test_ids,
+        "folds": folds,
+        "fold": fold,
         "queries_per_id": queries_per_id,
         "query_domain": query_domain,
         "min_images_per_id": min_images_per_id,

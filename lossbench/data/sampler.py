@@ -13,9 +13,9 @@ class PKSampler:
     """Batch sampler (for `DataLoader(batch_sampler=...)`) yielding lists of dataset indices.
 
     A pass shuffles the identities and walks through them P at a time, so every identity appears in
-    about one batch per pass (`num_ids // P` batches; with `drop_last=False` a last, smaller batch
-    holds the remaining `num_ids % P` identities). An epoch is `passes` passes; by default enough to
-    show every image about once (mean images per identity / K, at least 1). For each identity K of its images are drawn without
+    at most one batch per pass (`num_ids // P` full batches; the `num_ids % P` identities shuffled
+    last sit that pass out). An epoch is enough passes to show every image about once (mean images
+    per identity / K, at least 1). For each identity K of its images are drawn without
     replacement; an identity with fewer than K images contributes all of them plus draws *with
     replacement* to reach K (so it may repeat images). Batches are identity-major: K consecutive
     indices per identity. The order depends only on (seed, epoch): call `set_epoch` before each epoch.
@@ -27,8 +27,6 @@ class PKSampler:
         ids_per_batch: int,
         images_per_id: int,
         seed: int,
-        drop_last: bool = True,
-        passes: int | None = None,
     ) -> None:
         labels = np.asarray(labels)
         identities, inverse = np.unique(labels, return_inverse=True)
@@ -53,9 +51,8 @@ class PKSampler:
         self.ids_per_batch = ids_per_batch
         self.images_per_id = images_per_id
         self.seed = seed
-        self.drop_last = drop_last
         # an epoch sees every image about once: mean images per identity / K passes over the identities
-        self.passes = passes or max(1, round(len(labels) / (len(identities) * images_per_id)))
+        self.passes = max(1, round(len(labels) / (len(identities) * images_per_id)))
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -63,8 +60,7 @@ class PKSampler:
         self.epoch = epoch
 
     def _batches_per_pass(self) -> int:
-        num_ids, p = len(self.indices_per_id), self.ids_per_batch
-        return num_ids // p if self.drop_last else -(-num_ids // p)
+        return len(self.indices_per_id) // self.ids_per_batch
 
     def __len__(self) -> int:
         return self._batches_per_pass() * self.passes

@@ -15,16 +15,22 @@ import torch
 from lossbench import paths
 from lossbench.config import Params
 from lossbench.embedding_sets import set_rows
-from lossbench.inference.checkpoint import load_model
+from lossbench.inference.checkpoint import load_head, load_model
 from lossbench.inference.encoders import Encoder, encode_all
 from lossbench.inference.runs import Splits, eval_encoder, shared_cache
 from lossbench.io import atomic_memmap, atomic_save_npy
-from lossbench.models import EmbeddingModel
+from lossbench.models import EmbeddingModel, HeadModel
 from lossbench.runtime import pick_device, set_threads
 
 
-def extract_embeddings(model: EmbeddingModel, encoders: dict[str, Encoder], rows: dict[str, np.ndarray],
-                       out_dir, batch_size: int, flip_tta: bool) -> dict[str, dict]:
+def extract_embeddings(
+    model: EmbeddingModel | HeadModel,
+    encoders: dict[str, Encoder],
+    rows: dict[str, np.ndarray],
+    out_dir,
+    batch_size: int,
+    flip_tta: bool,
+) -> dict[str, dict]:
     """Embed every set into ``out_dir`` (``<set>.npy`` + ``<set>_rows.npy``); return per-set counts and speed."""
     report = {}
     for name, encoder in encoders.items():
@@ -42,13 +48,20 @@ def embed_run(params: Params, loss: str, seed: int) -> str:
     set_threads(params.train.threads)
     device = pick_device()
     spec = params.resolve_loss(loss)
-    model, _ = load_model(paths.model_dir(loss, seed), device)
     splits = Splits.load()
     cache = None if params.evaluate.flip_tta else shared_cache(params, spec, seed)
+    load = load_head if cache is not None else load_model  # cached features need the head only
+    model, _ = load(paths.model_dir(loss, seed), device)
     rows = set_rows(splits.manifest)
     encoders = {name: eval_encoder(model, splits.images, set_rows_, cache, device) for name, set_rows_ in rows.items()}
     with torch.no_grad():
-        report = extract_embeddings(model, encoders, rows, paths.embeddings_dir(loss, seed), params.evaluate.batch_size,
-                                    params.evaluate.flip_tta)
+        report = extract_embeddings(
+            model,
+            encoders,
+            rows,
+            paths.embeddings_dir(loss, seed),
+            params.evaluate.batch_size,
+            params.evaluate.flip_tta,
+        )
     source = "cached features" if cache is not None else "images"
     return f"{loss} seed {seed} (from {source}): " + ", ".join(f"{name} {r['images']}" for name, r in report.items())

@@ -14,8 +14,9 @@ a busy machine costs milliseconds per operation.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Callable, Iterator, Protocol
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -86,8 +87,9 @@ def single_thread() -> Iterator[None]:
 class ImageEncoder:
     """Images held in a (memory-mapped) uint8 array, transformed on the fly (per batch when deterministic)."""
 
-    def __init__(self, images: np.ndarray, rows: np.ndarray, transform: Transform, device: torch.device,
-                 call: str = "forward"):
+    def __init__(
+        self, images: np.ndarray, rows: np.ndarray, transform: Transform, device: torch.device, call: str = "forward"
+    ):
         self.images, self.rows, self.transform, self.device = images, np.asarray(rows), transform, device
         self.call = call  # "forward" (the embedding) or "features" (backbone only, for the feature cache)
         self.batched = batched_transform(transform)
@@ -141,8 +143,14 @@ def iter_batches(n: int, batch_size: int) -> Iterator[np.ndarray]:
 
 
 @torch.no_grad()
-def encode_all(model: nn.Module, encoder: Encoder, batch_size: int, out: np.ndarray | None = None,
-               flip_tta: bool = False, progress: str | None = None) -> np.ndarray:
+def encode_all(
+    model: nn.Module,
+    encoder: Encoder,
+    batch_size: int,
+    out: np.ndarray | None = None,
+    flip_tta: bool = False,
+    progress: str | None = None,
+) -> np.ndarray:
     """Run ``model`` over every row of ``encoder`` in eval mode; write into ``out`` (e.g. a memmap) if given.
 
     With ``flip_tta`` the output is the normalised mean of the image and its horizontal mirror.
@@ -154,7 +162,9 @@ def encode_all(model: nn.Module, encoder: Encoder, batch_size: int, out: np.ndar
     try:
         batches = iter_batches(len(encoder), batch_size)
         if progress:
-            batches = tqdm(batches, total=-(-len(encoder) // batch_size), desc=progress, unit="batch", leave=False)
+            batches = tqdm(
+                batches, total=-(-len(encoder) // batch_size), desc=progress, unit="batch", leave=False, disable=None
+            )  # None: no bar when stderr is not a terminal
         chunks = []
         for idx in batches:
             inputs = encoder.inputs(idx)
@@ -166,7 +176,7 @@ def encode_all(model: nn.Module, encoder: Encoder, batch_size: int, out: np.ndar
             if out is None:
                 chunks.append(result)
             else:
-                out[idx[0]: idx[-1] + 1] = result
+                out[idx[0] : idx[-1] + 1] = result
     finally:
         model.train(was_training)
     if out is not None:

@@ -10,9 +10,10 @@ whose backbone settings differ computes its own features.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -24,8 +25,9 @@ META = "meta.json"
 ARRAYS = ("train_rows", "train", "eval_rows", "eval")
 
 
-def cache_key(model_cfg: Any, train_cfg: Any, image_size: int, backbone_seed: int, data: str,
-              weights: str | None) -> dict[str, Any]:
+def cache_key(
+    model_cfg: Any, train_cfg: Any, image_size: int, backbone_seed: int, data: str, weights: str | None
+) -> dict[str, Any]:
     """Everything the cached features depend on (``data``: the processed set's fingerprint; ``weights``: the
     pretrained weights file's content hash, when there is a file)."""
     return {
@@ -47,9 +49,9 @@ def cache_key(model_cfg: Any, train_cfg: Any, image_size: int, backbone_seed: in
 @dataclass
 class FeatureCache:
     train_rows: np.ndarray  # [n_train]
-    train: np.ndarray       # [views, n_train, dim]
-    eval_rows: np.ndarray   # [n_eval]: every non-train row
-    eval: np.ndarray        # [n_eval, dim]
+    train: np.ndarray  # [views, n_train, dim]
+    eval_rows: np.ndarray  # [n_eval]: every non-train row
+    eval: np.ndarray  # [n_eval, dim]
 
     def eval_features(self, rows: np.ndarray) -> np.ndarray:
         """Features of the given (non-train) rows, in that order."""
@@ -57,9 +59,18 @@ class FeatureCache:
         return self.eval[[position[int(r)] for r in rows]]
 
 
-def compute_features(model: torch.nn.Module, images: np.ndarray, train_rows: np.ndarray, eval_rows: np.ndarray,
-                     train_transform: Callable, eval_transform: Callable, views: int, batch_size: int,
-                     seed: int, device: torch.device) -> FeatureCache:
+def compute_features(
+    model: torch.nn.Module,
+    images: np.ndarray,
+    train_rows: np.ndarray,
+    eval_rows: np.ndarray,
+    train_transform: Callable,
+    eval_transform: Callable,
+    views: int,
+    batch_size: int,
+    seed: int,
+    device: torch.device,
+) -> FeatureCache:
     """Run the backbone once per view over the train rows and once over the evaluation rows."""
     train_feats = []
     for view in range(views):

@@ -23,10 +23,11 @@ from lossbench.config import LossSpec, Params
 from lossbench.data.store import load_processed
 from lossbench.data.transforms import build_eval_transform, build_train_transform
 from lossbench.errors import LossbenchError
+from lossbench.inference.checkpoint import FULL, HEAD_ONLY
 from lossbench.inference.encoders import Encoder, FeatureEncoder, ImageEncoder
 from lossbench.inference.features import FeatureCache, cache_key, load_cache
-from lossbench.models import EmbeddingModel
-from lossbench.models.builder import build_model, head_kind
+from lossbench.models import EmbeddingModel, HeadModel
+from lossbench.models.builder import build_head_model, build_model, head_kind
 from lossbench.models.weights import weights_fingerprint
 from lossbench.runtime import to_device
 
@@ -44,17 +45,36 @@ def backbone_seed(params: Params, spec: LossSpec, seed: int) -> int:
 
 
 def build_run_model(params: Params, spec: LossSpec, seed: int, device: torch.device) -> EmbeddingModel:
-    model = build_model(spec.model, params.data.image_size, backbone_seed(params, spec, seed),
-                        seed + HEAD_SEED_OFFSET, head_kind(spec.trains))
+    model = build_model(
+        spec.model,
+        params.data.image_size,
+        backbone_seed(params, spec, seed),
+        seed + HEAD_SEED_OFFSET,
+        head_kind(spec.trains),
+    )
     return to_device(model, device)
 
 
-def run_config(params: Params, spec: LossSpec, seed: int, num_classes: int) -> dict[str, Any]:
-    """What a checkpoint records about its run (enough to rebuild the model without pretrained weights)."""
-    return {**spec.as_dict(), "seed": seed, "backbone_seed": backbone_seed(params, spec, seed),
-            "head_seed": seed + HEAD_SEED_OFFSET,
-            "head": head_kind(spec.trains), "image_size": params.data.image_size, "num_classes": num_classes,
-            "data": data_fingerprint()}
+def build_run_head(spec: LossSpec, seed: int, num_features: int, device: torch.device) -> HeadModel:
+    """The head of a frozen-backbone run alone (it trains and embeds on cached features)."""
+    return build_head_model(spec.model, num_features, seed + HEAD_SEED_OFFSET, head_kind(spec.trains)).to(device)
+
+
+def run_config(params: Params, spec: LossSpec, seed: int, num_classes: int, num_features: int) -> dict[str, Any]:
+    """What a checkpoint records about its run: enough to rebuild its model (frozen: the backbone from its
+    pretrained weights or seed, the head from the checkpoint; fine-tuned: every weight from the checkpoint)."""
+    return {
+        **spec.as_dict(),
+        "seed": seed,
+        "backbone_seed": backbone_seed(params, spec, seed),
+        "head_seed": seed + HEAD_SEED_OFFSET,
+        "head": head_kind(spec.trains),
+        "checkpoint": HEAD_ONLY if frozen_backbone(spec) else FULL,
+        "num_features": num_features,
+        "image_size": params.data.image_size,
+        "num_classes": num_classes,
+        "data": data_fingerprint(),
+    }
 
 
 @dataclass
@@ -67,12 +87,14 @@ class Splits:
     val: pd.DataFrame
 
     @classmethod
-    def load(cls) -> "Splits":
+    def load(cls) -> Splits:
         images, manifest = load_processed(paths.PROCESSED)
         train = manifest[manifest["split"] == "train"]
         val = manifest[(manifest["split"] == "val") & manifest["role"].isin(["query", "gallery"])]
         if train["label"].nunique() < 2:
-            raise LossbenchError("the train split has fewer than 2 identities; lower data.val_ids/data.test_ids or add data.")
+            raise LossbenchError(
+                "the train split has fewer than 2 identities; lower data.val_ids/data.test_ids or add data."
+            )
         return cls(images, manifest, train, val)
 
     @property
@@ -100,8 +122,14 @@ def data_fingerprint() -> str:
 def run_cache_key(params: Params, spec_or_params: Any, seed: int | None = None) -> dict[str, Any]:
     """The feature-cache key of a run (``spec_or_params``: a LossSpec, or Params for the shared cache)."""
     frozen_seed = params.seed if seed is None else backbone_seed(params, spec_or_params, seed)
-    return cache_key(spec_or_params.model, spec_or_params.train, params.data.image_size, frozen_seed,
-                     data_fingerprint(), weights_fingerprint(spec_or_params.model))
+    return cache_key(
+        spec_or_params.model,
+        spec_or_params.train,
+        params.data.image_size,
+        frozen_seed,
+        data_fingerprint(),
+        weights_fingerprint(spec_or_params.model),
+    )
 
 
 def shared_cache(params: Params, spec: LossSpec, seed: int) -> FeatureCache | None:
@@ -115,18 +143,50 @@ def transforms_for(model: EmbeddingModel, train_cfg: Any):
     """(train transform with the configured augmentation, eval transform) at the backbone's input size."""
     backbone = model.backbone
     aug = train_cfg.augment
-    train_tf = build_train_transform(backbone.input_size, backbone.mean, backbone.std,
-                                     crop_scale=tuple(aug.crop_scale), hflip=aug.hflip, color_jitter=aug.color_jitter)
+    train_tf = build_train_transform(
+        backbone.input_size,
+        backbone.mean,
+        backbone.std,
+        crop_scale=tuple(aug.crop_scale),
+        hflip=aug.hflip,
+        color_jitter=aug.color_jitter,
+    )
     return train_tf, build_eval_transform(backbone.input_size, backbone.mean, backbone.std)
 
 
-def eval_encoder(model: EmbeddingModel, images: np.ndarray, rows: np.ndarray, cache: FeatureCache | None,
-                 device: torch.device) -> Encoder:
+def eval_encoder(
+    model: EmbeddingModel | HeadModel,
+    images: np.ndarray,
+    rows: np.ndarray,
+    cache: FeatureCache | None,
+    device: torch.device,
+) -> Encoder:
     """An encoder of the given non-train rows: cached features through the head, else images through the model."""
     if cache is not None:
         return FeatureEncoder(cache.eval_features(rows), device)
     backbone = model.backbone
     return ImageEncoder(images, rows, build_eval_transform(backbone.input_size, backbone.mean, backbone.std), device)
+
+
+def features_for(
+    model: EmbeddingModel, splits: Splits, train_cfg: Any, split_seed: int, device: torch.device
+) -> FeatureCache:
+    """Backbone features of every row: ``train_cfg.feature_views`` views of the train rows, one of the others."""
+    from lossbench.inference.features import compute_features
+
+    train_tf, eval_tf = transforms_for(model, train_cfg)
+    return compute_features(
+        model,
+        splits.images,
+        splits.train["row"].to_numpy(),
+        splits.eval_rows,
+        train_tf,
+        eval_tf,
+        train_cfg.feature_views,
+        train_cfg.eval_batch_size,
+        split_seed,
+        device,
+    )
 
 
 def featurize(params: Params, device: torch.device) -> str:
@@ -135,7 +195,7 @@ def featurize(params: Params, device: torch.device) -> str:
     The output is persistent: when the cache already matches (same backbone, weights, views, augmentation,
     data), nothing is recomputed, so tuning a loss option never re-runs an expensive backbone.
     """
-    from lossbench.inference.features import clear_cache, compute_features, save_cache
+    from lossbench.inference.features import clear_cache, save_cache
     from lossbench.io import atomic_write_json
 
     key = run_cache_key(params, params)
@@ -148,12 +208,14 @@ def featurize(params: Params, device: torch.device) -> str:
     if load_cache(paths.FEATURES, key) is not None:
         return f"feature cache for {', '.join(users)} is up to date ({params.model.backbone})"
     splits = Splits.load()
-    model = to_device(build_model(params.model, params.data.image_size, params.seed, params.seed + HEAD_SEED_OFFSET,
-                                  "normalise"), device)
-    train_tf, eval_tf = transforms_for(model, params.train)
-    cache = compute_features(model, splits.images, splits.train["row"].to_numpy(), splits.eval_rows, train_tf, eval_tf,
-                             params.train.feature_views, params.train.eval_batch_size, params.seed, device)
+    model = to_device(
+        build_model(params.model, params.data.image_size, params.seed, params.seed + HEAD_SEED_OFFSET, "normalise"),
+        device,
+    )
+    cache = features_for(model, splits, params.train, params.seed, device)
     save_cache(paths.FEATURES, cache, key)
     views, n, dim = cache.train.shape
-    return (f"cached {views} view(s) x {n} train + {len(cache.eval_rows)} val/test features of dim {dim} "
-            f"({params.model.backbone}) for {', '.join(users)}")
+    return (
+        f"cached {views} view(s) x {n} train + {len(cache.eval_rows)} val/test features of dim {dim} "
+        f"({params.model.backbone}) for {', '.join(users)}"
+    )

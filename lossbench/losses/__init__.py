@@ -12,11 +12,25 @@ from typing import Any
 
 from lossbench.losses.options import LOSS_OPTIONS, build_options, loss_options, loss_trains
 
-_LAZY = {"LOSSES": "registry", "create_loss": "registry", "register_loss": "registry", "MetricLoss": "base",
-         "LossContext": "base"}
+_LAZY = {
+    "LOSSES": "registry",
+    "create_loss": "registry",
+    "register_loss": "registry",
+    "MetricLoss": "base",
+    "LossContext": "base",
+}
 
-__all__ = ["LOSSES", "LOSS_OPTIONS", "LossContext", "MetricLoss", "build_options", "create_loss", "loss_options",
-           "loss_trains", "register_loss"]
+__all__ = [
+    "LOSSES",
+    "LOSS_OPTIONS",
+    "LossContext",
+    "MetricLoss",
+    "build_options",
+    "create_loss",
+    "loss_options",
+    "loss_trains",
+    "register_loss",
+]
 
 
 def __getattr__(name: str) -> Any:

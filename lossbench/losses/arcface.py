@@ -25,13 +25,12 @@ class ArcFaceLoss(MetricLoss):
 
     Options = ArcFaceOptions
 
-    def __init__(self, num_classes: int, embed_dim: int, options: Options | None = None,
-                 context: LossContext | None = None) -> None:
+    def __init__(
+        self, num_classes: int, embed_dim: int, options: Options | None = None, context: LossContext | None = None
+    ) -> None:
         super().__init__(num_classes, embed_dim, options, context)
         opts = self.options
-        pml_loss = pml_losses.ArcFaceLoss(
-            num_classes, embed_dim, margin=math.degrees(opts.margin), scale=opts.scale
-        )
+        pml_loss = pml_losses.ArcFaceLoss(num_classes, embed_dim, margin=math.degrees(opts.margin), scale=opts.scale)
         self.head = MarginSoftmax(pml_loss, opts.weights_lr_mult)
 
     def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

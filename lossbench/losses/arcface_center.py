@@ -24,11 +24,14 @@ class ArcFaceCenterLoss(MetricLoss):
 
     Options = ArcFaceCenterOptions
 
-    def __init__(self, num_classes: int, embed_dim: int, options: Options | None = None,
-                 context: LossContext | None = None) -> None:
+    def __init__(
+        self, num_classes: int, embed_dim: int, options: Options | None = None, context: LossContext | None = None
+    ) -> None:
         super().__init__(num_classes, embed_dim, options, context)
         opts = self.options
-        arcface_options = ArcFaceLoss.Options(scale=opts.scale, margin=opts.margin, weights_lr_mult=opts.weights_lr_mult)
+        arcface_options = ArcFaceLoss.Options(
+            scale=opts.scale, margin=opts.margin, weights_lr_mult=opts.weights_lr_mult
+        )
         self.arcface = ArcFaceLoss(num_classes, embed_dim, arcface_options)
         self.classifier = LinearClassifier(embed_dim, num_classes, opts.ce_scale, 0.0, opts.weights_lr_mult)
         self.center = CenterLoss(embed_dim, num_classes, opts.center_lr)

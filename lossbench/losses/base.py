@@ -33,7 +33,9 @@ class MetricLoss(nn.Module):
     uses_classes: ClassVar[bool] = False
     Options: ClassVar[type[LossOptions]] = LossOptions
 
-    def __init__(self, num_classes: int, embed_dim: int, options: Any = None, context: LossContext | None = None) -> None:
+    def __init__(
+        self, num_classes: int, embed_dim: int, options: Any = None, context: LossContext | None = None
+    ) -> None:
         super().__init__()
         self.num_classes = num_classes
         self.embed_dim = embed_dim

@@ -21,11 +21,14 @@ class CenterCrossEntropyLoss(MetricLoss):
 
     Options = CenterCrossEntropyOptions
 
-    def __init__(self, num_classes: int, embed_dim: int, options: Options | None = None,
-                 context: LossContext | None = None) -> None:
+    def __init__(
+        self, num_classes: int, embed_dim: int, options: Options | None = None, context: LossContext | None = None
+    ) -> None:
         super().__init__(num_classes, embed_dim, options, context)
         opts = self.options
-        self.classifier = LinearClassifier(embed_dim, num_classes, opts.scale, opts.label_smoothing, opts.weights_lr_mult)
+        self.classifier = LinearClassifier(
+            embed_dim, num_classes, opts.scale, opts.label_smoothing, opts.weights_lr_mult
+        )
         self.center = CenterLoss(embed_dim, num_classes, opts.center_lr)
 
     def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

@@ -27,7 +27,9 @@ def identity_pairs(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return order[first], order[first + 1]
 
 
-def masked_symmetric_infonce(scale: torch.Tensor, a: torch.Tensor, b: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+def masked_symmetric_infonce(
+    scale: torch.Tensor, a: torch.Tensor, b: torch.Tensor, labels: torch.Tensor
+) -> torch.Tensor:
     """Mean of CE(a→b) and CE(b→a) over logits scale · a · bᵀ with row i matching column i.
 
     An off-diagonal entry whose two sides share a label is masked (−inf): another view of the same identity
@@ -58,8 +60,9 @@ class ClipLoss(MetricLoss):
 
     Options = ClipOptions
 
-    def __init__(self, num_classes: int, embed_dim: int, options: Options | None = None,
-                 context: LossContext | None = None) -> None:
+    def __init__(
+        self, num_classes: int, embed_dim: int, options: Options | None = None, context: LossContext | None = None
+    ) -> None:
         super().__init__(num_classes, embed_dim, options, context)
         init = torch.tensor(math.log(1.0 / self.options.temperature))
         if self.options.learnable_temperature:
@@ -81,9 +84,12 @@ class ClipLoss(MetricLoss):
         prompts = [identity_prompt(self.options.prompt, name) for name in names]
         features = encode_prompts(self.context.backbone, self.context.pretrained, prompts)
         if self.context.pretrained is None:
-            warnings.warn("loss 'clip' with pairs: text and model.pretrained: null encodes the prompts with a randomly "
-                          "initialised text tower: they tell the identities apart but carry no language prior",
-                          UserWarning, stacklevel=2)
+            warnings.warn(
+                "loss 'clip' with pairs: text and model.pretrained: null encodes the prompts with a randomly "
+                "initialised text tower: they tell the identities apart but carry no language prior",
+                UserWarning,
+                stacklevel=2,
+            )
         # Prompts share their template, so their features are nearly parallel (cosine ~0.9): centring them
         # over the identities keeps what tells the identities apart, which a linear map learns from far faster.
         self.register_buffer("text_features", F.normalize(features - features.mean(0), dim=1))

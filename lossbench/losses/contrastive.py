@@ -22,8 +22,9 @@ class ContrastiveLoss(MetricLoss):
 
     Options = ContrastiveOptions
 
-    def __init__(self, num_classes: int, embed_dim: int, options: Options | None = None,
-                 context: LossContext | None = None) -> None:
+    def __init__(
+        self, num_classes: int, embed_dim: int, options: Options | None = None, context: LossContext | None = None
+    ) -> None:
         super().__init__(num_classes, embed_dim, options, context)
         self.loss_fn = pml_losses.ContrastiveLoss(
             pos_margin=self.options.pos_margin,

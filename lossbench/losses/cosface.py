@@ -22,8 +22,9 @@ class CosFaceLoss(MetricLoss):
 
     Options = CosFaceOptions
 
-    def __init__(self, num_classes: int, embed_dim: int, options: Options | None = None,
-                 context: LossContext | None = None) -> None:
+    def __init__(
+        self, num_classes: int, embed_dim: int, options: Options | None = None, context: LossContext | None = None
+    ) -> None:
         super().__init__(num_classes, embed_dim, options, context)
         opts = self.options
         pml_loss = pml_losses.CosFaceLoss(num_classes, embed_dim, margin=opts.margin, scale=opts.scale)

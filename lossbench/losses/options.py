@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Callable, ClassVar, Literal, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar, Literal
 
 from lossbench import schema
 from lossbench.errors import LossbenchError
 from lossbench.schema import field
 
-LOSS_OPTIONS: dict[str, type["LossOptions"]] = {}
+LOSS_OPTIONS: dict[str, type[LossOptions]] = {}
 """Loss name → its options dataclass (every loss, in registration order)."""
 
 Mining = Literal["all", "hard", "semihard", "batch_hard", "none"]
@@ -145,8 +146,9 @@ def loss_trains(name: str) -> bool:
     return options_class(name).trains
 
 
-def build_options(name: str, options: Mapping[str, Any], key: str | None = None,
-                  extra_keys: tuple[str, ...] = ()) -> LossOptions:
+def build_options(
+    name: str, options: Mapping[str, Any], key: str | None = None, extra_keys: tuple[str, ...] = ()
+) -> LossOptions:
     """The validated options dataclass of loss ``name`` from ``options`` (every option: there are no defaults).
 
     ``key`` is where the options come from in params.yaml (e.g. ``losses.arcface``): messages then read

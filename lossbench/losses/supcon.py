@@ -17,8 +17,9 @@ class SupConLoss(MetricLoss):
 
     Options = SupConOptions
 
-    def __init__(self, num_classes: int, embed_dim: int, options: Options | None = None,
-                 context: LossContext | None = None) -> None:
+    def __init__(
+        self, num_classes: int, embed_dim: int, options: Options | None = None, context: LossContext | None = None
+    ) -> None:
         super().__init__(num_classes, embed_dim, options, context)
         self.loss_fn = pml_losses.SupConLoss(temperature=self.options.temperature)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from pytorch_metric_learning import losses as pml_losses
@@ -34,8 +34,9 @@ class TripletLoss(MetricLoss):
 
     Options = TripletOptions
 
-    def __init__(self, num_classes: int, embed_dim: int, options: Options | None = None,
-                 context: LossContext | None = None) -> None:
+    def __init__(
+        self, num_classes: int, embed_dim: int, options: Options | None = None, context: LossContext | None = None
+    ) -> None:
         super().__init__(num_classes, embed_dim, options, context)
         self.miner = MINERS[self.options.mining](self.options.margin)
         self.loss_fn = pml_losses.TripletMarginLoss(margin=self.options.margin)

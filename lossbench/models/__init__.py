@@ -2,7 +2,7 @@
 
 from lossbench.models.backbones import FAMILIES, Backbone, create_backbone, register_family
 from lossbench.models.head import NormaliseHead, ProjectionHead, create_head
-from lossbench.models.model import EmbeddingModel
+from lossbench.models.model import EmbeddingModel, HeadModel
 
-__all__ = ["FAMILIES", "Backbone", "EmbeddingModel", "NormaliseHead", "ProjectionHead", "create_backbone", "create_head",
+__all__ = ["FAMILIES", "Backbone", "EmbeddingModel", "HeadModel", "NormaliseHead", "ProjectionHead", "create_backbone", "create_head",
            "register_family"]

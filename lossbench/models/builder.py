@@ -8,7 +8,7 @@ import torch
 
 from lossbench.models.backbones import create_backbone
 from lossbench.models.head import create_head
-from lossbench.models.model import EmbeddingModel
+from lossbench.models.model import EmbeddingModel, HeadModel
 
 
 def head_kind(trains: bool) -> str:
@@ -30,3 +30,9 @@ def build_model(model_cfg: Any, image_size: int, backbone_seed: int, head_seed: 
     backbone = create_backbone(model_cfg.backbone, model_cfg.pretrained if load_pretrained else None, input_size)
     torch.manual_seed(head_seed)
     return EmbeddingModel(backbone, create_head(head, backbone.num_features, model_cfg), freeze=model_cfg.freeze)
+
+
+def build_head_model(model_cfg: Any, num_features: int, head_seed: int, head: str) -> HeadModel:
+    """The head alone (for a frozen backbone's cached features), initialised exactly as in :func:`build_model`."""
+    torch.manual_seed(head_seed)
+    return HeadModel(create_head(head, num_features, model_cfg))

@@ -59,3 +59,27 @@ class EmbeddingModel(nn.Module):
             backbone_lr = lr if backbone_lr is None else backbone_lr
             groups.append({"name": "backbone", "params": list(self.backbone.parameters()), "lr": backbone_lr})
         return groups
+
+
+class HeadModel(nn.Module):
+    """The head of a frozen-backbone run on its own, for cached backbone features.
+
+    A frozen run's backbone is the pretrained (or seeded) one its config names, so its checkpoint holds only the
+    head; training and embedding from the feature cache never build the backbone. Same interface as
+    :class:`EmbeddingModel` for the trainer and the encoders (``embed_features``, ``param_groups``).
+    """
+
+    def __init__(self, head: nn.Module) -> None:
+        super().__init__()
+        self.head = head
+        self.freeze = True
+
+    @property
+    def embed_dim(self) -> int:
+        return self.head.embed_dim
+
+    def embed_features(self, features: torch.Tensor) -> torch.Tensor:
+        return self.head(features)
+
+    def param_groups(self, lr: float, backbone_lr: float | None = None) -> list[dict]:
+        return [{"name": "head", "params": list(self.head.parameters()), "lr": lr}]

@@ -195,9 +195,7 @@ def packaged_weights_files(spec: str, pretrained: str | os.PathLike | None) -> l
         return list(dict.fromkeys(files))
     if family != "timm" or pretrained is None or Path(pretrained).expanduser().is_file():
         return []
-    from timm.models import split_model_name_tag
-
-    arch, spec_tag = split_model_name_tag(name)
+    arch, _, spec_tag = name.partition(".")  # timm's "<arch>.<tag>" (without importing timm: stages stay light)
     if spec_tag or not is_packaged(arch, pretrained):
         return []
     return [packaged_weights_path(arch, pretrained)]

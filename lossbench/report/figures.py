@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import matplotlib
 
@@ -76,8 +76,9 @@ def _loss_colors(names: Sequence[str]) -> dict[str, tuple]:
     return {name: palette(i % palette.N) for i, name in enumerate(names)}
 
 
-def interval_bars(rows: Sequence[Row], metric: str, path: str | os.PathLike, highlight: str | None = None,
-                  title: str | None = None) -> Path:
+def interval_bars(
+    rows: Sequence[Row], metric: str, path: str | os.PathLike, highlight: str | None = None, title: str | None = None
+) -> Path:
     """One bar per loss (input order): the mean of ``metric`` with its confidence interval as whiskers.
 
     Bars of the best loss and of every loss tied with it are coloured (:data:`BEST_COLOR`), the others
@@ -101,20 +102,39 @@ def interval_bars(rows: Sequence[Row], metric: str, path: str | os.PathLike, hig
     top = 0.0
     for i, (name, cell) in enumerate(zip(names, cells)):
         if cell is None:
-            ax.annotate("n/a", (i, 0), xytext=(0, 2), textcoords="offset points", ha="center", va="bottom",
-                        fontsize=8)
+            ax.annotate("n/a", (i, 0), xytext=(0, 2), textcoords="offset points", ha="center", va="bottom", fontsize=8)
             continue
         mean, low, high = scale * cell.mean, scale * cell.low, scale * cell.high
         top = max(top, high)
         strong = (cell.best or cell.tied) and not cell.flagged
         face = to_rgba(BEST_COLOR if strong else BAR_COLOR, 0.45 if cell.flagged else 1.0)
-        ax.bar(i, mean, width=0.7, color=face, hatch="///" if cell.flagged else None,
-               edgecolor=HIGHLIGHT_COLOR if name == highlight else "none",
-               linewidth=3.0 if name == highlight else 0.0)
-        ax.errorbar(i, mean, yerr=[[max(mean - low, 0.0)], [max(high - mean, 0.0)]], fmt="none",
-                    ecolor=WHISKER_COLOR, elinewidth=1.2, capsize=4)
-        ax.annotate(f"{mean:.1f}" + (" †" if cell.flagged else ""), (i, high), xytext=(0, 2),
-                    textcoords="offset points", ha="center", va="bottom", fontsize=8)
+        ax.bar(
+            i,
+            mean,
+            width=0.7,
+            color=face,
+            hatch="///" if cell.flagged else None,
+            edgecolor=HIGHLIGHT_COLOR if name == highlight else "none",
+            linewidth=3.0 if name == highlight else 0.0,
+        )
+        ax.errorbar(
+            i,
+            mean,
+            yerr=[[max(mean - low, 0.0)], [max(high - mean, 0.0)]],
+            fmt="none",
+            ecolor=WHISKER_COLOR,
+            elinewidth=1.2,
+            capsize=4,
+        )
+        ax.annotate(
+            f"{mean:.1f}" + (" †" if cell.flagged else ""),
+            (i, high),
+            xytext=(0, 2),
+            textcoords="offset points",
+            ha="center",
+            va="bottom",
+            fontsize=8,
+        )
     bottom = min(0.0, *(scale * c.low for c in cells if c is not None))
     ax.set_ylim(bottom, max(top * 1.3, 1.0))  # headroom for the legend
     if info.kind == "rate":  # no tick above 100%
@@ -132,8 +152,15 @@ def interval_bars(rows: Sequence[Row], metric: str, path: str | os.PathLike, hig
         handles.append(Patch(facecolor=to_rgba(BAR_COLOR, 0.45), hatch="///", label="† too few events"))
     if highlight is not None:
         handles.append(Patch(facecolor="none", edgecolor=HIGHLIGHT_COLOR, linewidth=2, label=f"headline: {highlight}"))
-    ax.legend(handles=handles, fontsize=8, loc="upper center", ncol=len(handles), frameon=False,
-              handlelength=1.5, columnspacing=1.2)  # in the headroom above the tallest whisker
+    ax.legend(
+        handles=handles,
+        fontsize=8,
+        loc="upper center",
+        ncol=len(handles),
+        frameon=False,
+        handlelength=1.5,
+        columnspacing=1.2,
+    )  # in the headroom above the tallest whisker
     ax.grid(axis="y", alpha=0.3)
     ax.set_axisbelow(True)
     fig.tight_layout()
@@ -158,8 +185,14 @@ def _mean_curve(runs: list[tuple[np.ndarray, np.ndarray]], logx: bool) -> tuple[
     return grid, np.mean(values, axis=0)
 
 
-def seed_curves(curves: dict[str, list[tuple[np.ndarray, np.ndarray]]], path: str | os.PathLike, xlabel: str,
-                ylabel: str, title: str, logx: bool = False) -> Path:
+def seed_curves(
+    curves: dict[str, list[tuple[np.ndarray, np.ndarray]]],
+    path: str | os.PathLike,
+    xlabel: str,
+    ylabel: str,
+    title: str,
+    logx: bool = False,
+) -> Path:
     """Curves of several seeds per loss (e.g. CMC: rank vs accuracy; ROC: FPR vs TPR with ``logx``).
 
     Each loss has one colour: every seed is a thin translucent line, the mean over seeds a thick one
@@ -176,12 +209,16 @@ def seed_curves(curves: dict[str, list[tuple[np.ndarray, np.ndarray]]], path: st
         for s, (x, y) in enumerate(seeds):
             x, y = np.asarray(x, dtype=float).ravel(), np.asarray(y, dtype=float).ravel()
             if x.shape != y.shape or x.size == 0:
-                raise LossbenchError(f"seed_curves ({title}): loss {name!r}, seed curve {s} needs x and y of one "
-                                     f"equal, non-zero length, got {x.size} and {y.size}")
+                raise LossbenchError(
+                    f"seed_curves ({title}): loss {name!r}, seed curve {s} needs x and y of one "
+                    f"equal, non-zero length, got {x.size} and {y.size}"
+                )
             keep = np.isfinite(x) & np.isfinite(y) & ((x > 0) if logx else True)
             if not keep.any():
-                raise LossbenchError(f"seed_curves ({title}): loss {name!r}, seed curve {s} has no finite "
-                                     f"point{' with x > 0 (log axis)' if logx else ''}")
+                raise LossbenchError(
+                    f"seed_curves ({title}): loss {name!r}, seed curve {s} has no finite "
+                    f"point{' with x > 0 (log axis)' if logx else ''}"
+                )
             runs.append((x[keep], y[keep]))
         marker = "o" if max(x.size for x, _ in runs) <= 20 else None
         for x, y in runs:
@@ -198,15 +235,15 @@ def seed_curves(curves: dict[str, list[tuple[np.ndarray, np.ndarray]]], path: st
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.grid(alpha=0.3, which="both" if logx else "major")
-    legend = ax.legend(fontsize=8, loc="best", title="thick: mean over seeds, thin: each seed",
-                       title_fontsize=7)
+    legend = ax.legend(fontsize=8, loc="best", title="thick: mean over seeds, thin: each seed", title_fontsize=7)
     legend.get_title().set_color("#555555")
     fig.tight_layout()
     return save_figure(fig, path)
 
 
-def tsne_coordinates(embeddings: np.ndarray, labels: Sequence, seed: int = 0, max_identities: int = 20,
-                     perplexity: float = 30.0) -> tuple[np.ndarray, np.ndarray]:
+def tsne_coordinates(
+    embeddings: np.ndarray, labels: Sequence, seed: int = 0, max_identities: int = 20, perplexity: float = 30.0
+) -> tuple[np.ndarray, np.ndarray]:
     """2-D t-SNE of the items of at most ``max_identities`` identities (a seeded choice).
 
     Rows are L2-normalised first (cosine geometry, as in retrieval). The perplexity is clipped to
@@ -216,8 +253,10 @@ def tsne_coordinates(embeddings: np.ndarray, labels: Sequence, seed: int = 0, ma
     emb = np.asarray(embeddings, dtype=np.float64)
     labels = np.asarray(labels)
     if emb.ndim != 2 or emb.shape[1] < 2 or labels.shape != (emb.shape[0],):
-        raise LossbenchError(f"tsne: need embeddings items × dim (dim ≥ 2) and one label per item, got "
-                             f"embeddings {emb.shape} and labels {labels.shape}")
+        raise LossbenchError(
+            f"tsne: need embeddings items × dim (dim ≥ 2) and one label per item, got "
+            f"embeddings {emb.shape} and labels {labels.shape}"
+        )
     if max_identities < 1:
         raise LossbenchError(f"tsne: max_identities must be ≥ 1, got {max_identities}")
     identities = np.unique(labels)
@@ -229,36 +268,49 @@ def tsne_coordinates(embeddings: np.ndarray, labels: Sequence, seed: int = 0, ma
         raise LossbenchError(f"tsne: need at least 3 embeddings of the chosen identities, got {rows.size}")
     chosen = emb[rows]
     chosen = chosen / np.maximum(np.linalg.norm(chosen, axis=1, keepdims=True), 1e-12)
-    tsne = TSNE(n_components=2, init="pca", random_state=seed,
-                perplexity=float(min(perplexity, (rows.size - 1) / 3)))
+    tsne = TSNE(n_components=2, init="pca", random_state=seed, perplexity=float(min(perplexity, (rows.size - 1) / 3)))
     with threadpool_limits(limits=1):
         coords = tsne.fit_transform(chosen)
     return coords, rows
 
 
-def tsne_plot(embeddings: np.ndarray, labels: Sequence, roles: Sequence[str], path: str | os.PathLike,
-              seed: int = 0, max_identities: int = 20, perplexity: float = 30.0,
-              title: str = "t-SNE of test embeddings") -> Path:
+def tsne_plot(
+    embeddings: np.ndarray,
+    labels: Sequence,
+    roles: Sequence[str],
+    path: str | os.PathLike,
+    seed: int = 0,
+    max_identities: int = 20,
+    perplexity: float = 30.0,
+    title: str = "t-SNE of test embeddings",
+) -> Path:
     """t-SNE scatter: colour = identity, marker = role (query ○, gallery △)."""
     roles = np.asarray(roles)
     unknown = sorted(set(roles.tolist()) - set(ROLE_MARKERS))
     if roles.shape != (len(labels),) or unknown:
-        raise LossbenchError(f"tsne_plot: need one role per item from {list(ROLE_MARKERS)}, got "
-                             f"{roles.shape[0]} roles for {len(labels)} items, unknown roles {unknown}")
-    coords, rows = tsne_coordinates(embeddings, labels, seed=seed, max_identities=max_identities,
-                                    perplexity=perplexity)
+        raise LossbenchError(
+            f"tsne_plot: need one role per item from {list(ROLE_MARKERS)}, got "
+            f"{roles.shape[0]} roles for {len(labels)} items, unknown roles {unknown}"
+        )
+    coords, rows = tsne_coordinates(embeddings, labels, seed=seed, max_identities=max_identities, perplexity=perplexity)
     chosen_labels, chosen_roles = np.asarray(labels)[rows], roles[rows]
     identities, codes = np.unique(chosen_labels, return_inverse=True)
-    palette = (matplotlib.colormaps["tab20"] if identities.size <= 20
-               else matplotlib.colormaps["turbo"].resampled(identities.size))
+    palette = (
+        matplotlib.colormaps["tab20"]
+        if identities.size <= 20
+        else matplotlib.colormaps["turbo"].resampled(identities.size)
+    )
     colors = palette(codes)
     fig, ax = plt.subplots(figsize=TSNE_SIZE, dpi=DPI)
     for role, marker in ROLE_MARKERS.items():
         mask = chosen_roles == role
-        ax.scatter(coords[mask, 0], coords[mask, 1], c=colors[mask], marker=marker, s=36,
-                   edgecolors="black", linewidths=0.4)
-    handles = [Line2D([], [], linestyle="", marker=m, markerfacecolor="#cccccc", markeredgecolor="black",
-                      label=r) for r, m in ROLE_MARKERS.items()]
+        ax.scatter(
+            coords[mask, 0], coords[mask, 1], c=colors[mask], marker=marker, s=36, edgecolors="black", linewidths=0.4
+        )
+    handles = [
+        Line2D([], [], linestyle="", marker=m, markerfacecolor="#cccccc", markeredgecolor="black", label=r)
+        for r, m in ROLE_MARKERS.items()
+    ]
     ax.legend(handles=handles, loc="best", fontsize=8)
     ax.set_title(f"{title} ({identities.size} identities, colour = identity)")
     ax.set_xticks([])
@@ -273,8 +325,9 @@ def _as_rgb(image: np.ndarray, where: str) -> np.ndarray:
     if array.ndim == 2:
         array = np.repeat(array[:, :, None], 3, axis=2)
     if array.ndim != 3 or array.shape[2] != 3 or array.dtype != np.uint8:
-        raise LossbenchError(f"retrieval_grid: {where} must be an HxWx3 uint8 image, got shape "
-                             f"{array.shape} dtype {array.dtype}")
+        raise LossbenchError(
+            f"retrieval_grid: {where} must be an HxWx3 uint8 image, got shape {array.shape} dtype {array.dtype}"
+        )
     return array
 
 
@@ -284,22 +337,37 @@ def _framed(image: np.ndarray, color: tuple[int, int, int]) -> np.ndarray:
     return np.stack([np.pad(image[:, :, c], width, constant_values=color[c]) for c in range(3)], axis=2)
 
 
-def retrieval_grid(queries: list[np.ndarray], results: list[list[np.ndarray]], correct: list[list[bool]],
-                   scores: list[list[float]], path: str | os.PathLike,
-                   titles: list[str] | None = None) -> Path:
+def retrieval_grid(
+    queries: list[np.ndarray],
+    results: list[list[np.ndarray]],
+    correct: list[list[bool]],
+    scores: list[list[float]],
+    path: str | os.PathLike,
+    titles: list[str] | None = None,
+    *,
+    colors: tuple[tuple[int, int, int], tuple[int, int, int]] = (RIGHT_COLOR, WRONG_COLOR),
+) -> Path:
     """One row per query: the query (blue frame), then its ranked gallery images framed green when
-    they are the query's identity and red when not, each with its similarity score underneath."""
+    they are the query's identity and red when not, each with its similarity score underneath.
+
+    ``colors`` is the (right, wrong) pair of frame colours (RGB); pass the same colour twice for a grid
+    that makes no judgement."""
     n = len(queries)
     if n == 0:
         raise LossbenchError("retrieval_grid: no queries given")
     if not len(results) == len(correct) == len(scores) == n or (titles is not None and len(titles) != n):
-        raise LossbenchError(f"retrieval_grid: need one results/correct/scores list (and title) per query; "
-                             f"got {n} queries, {len(results)} results, {len(correct)} correct, "
-                             f"{len(scores)} scores, {None if titles is None else len(titles)} titles")
+        raise LossbenchError(
+            f"retrieval_grid: need one results/correct/scores list (and title) per query; "
+            f"got {n} queries, {len(results)} results, {len(correct)} correct, "
+            f"{len(scores)} scores, {None if titles is None else len(titles)} titles"
+        )
     for i, (res, ok, sc) in enumerate(zip(results, correct, scores)):
         if not len(res) == len(ok) == len(sc):
-            raise LossbenchError(f"retrieval_grid: query {i} has {len(res)} results, {len(ok)} correct "
-                                 f"flags and {len(sc)} scores; they must match")
+            raise LossbenchError(
+                f"retrieval_grid: query {i} has {len(res)} results, {len(ok)} correct "
+                f"flags and {len(sc)} scores; they must match"
+            )
+    right_color, wrong_color = colors
     k = max(len(res) for res in results)
     height = CELL_SIZE * n + _GRID_TOP + _GRID_BOTTOM
     fig, axes = plt.subplots(n, k + 1, figsize=(CELL_SIZE * (k + 1), height), dpi=DPI, squeeze=False)
@@ -308,15 +376,15 @@ def retrieval_grid(queries: list[np.ndarray], results: list[list[np.ndarray]], c
     for i in range(n):
         ax = axes[i, 0]
         ax.imshow(_framed(_as_rgb(queries[i], f"query {i}"), QUERY_COLOR), interpolation="nearest")
-        ax.text(0.5, -0.04, titles[i] if titles else "query", transform=ax.transAxes, ha="center", va="top",
-                fontsize=8)
+        ax.text(0.5, -0.04, titles[i] if titles else "query", transform=ax.transAxes, ha="center", va="top", fontsize=8)
         for j, (image, ok, score) in enumerate(zip(results[i], correct[i], scores[i])):
             ax = axes[i, j + 1]
             rgb = _as_rgb(image, f"result {j} of query {i}")
-            ax.imshow(_framed(rgb, RIGHT_COLOR if ok else WRONG_COLOR), interpolation="nearest")
+            ax.imshow(_framed(rgb, right_color if ok else wrong_color), interpolation="nearest")
             ax.text(0.5, -0.04, f"{float(score):.3f}", transform=ax.transAxes, ha="center", va="top", fontsize=8)
             if i == 0:
                 ax.set_title(f"#{j + 1}", fontsize=8)
-    fig.subplots_adjust(left=0.01, right=0.99, top=1 - _GRID_TOP / height, bottom=_GRID_BOTTOM / height,
-                        wspace=0.08, hspace=0.25)
+    fig.subplots_adjust(
+        left=0.01, right=0.99, top=1 - _GRID_TOP / height, bottom=_GRID_BOTTOM / height, wspace=0.08, hspace=0.25
+    )
     return save_figure(fig, path)

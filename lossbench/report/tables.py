@@ -26,10 +26,10 @@ import io
 import math
 import os
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from numbers import Real
 from pathlib import Path
-from typing import Callable, Sequence
 
 from lossbench.errors import LossbenchError
 from lossbench.io import atomic_write_text
@@ -45,13 +45,13 @@ class Cell:
     mean: float
     low: float
     high: float
-    best: bool                      # highest mean (lowest for EER)
-    tied: bool                      # the paired-difference interval with the best includes 0
-    flagged: bool = False           # rests on too few events: marked, never bold
-    diff: float | None = None       # mean − best's mean (None for the best itself)
+    best: bool  # highest mean (lowest for EER)
+    tied: bool  # the paired-difference interval with the best includes 0
+    flagged: bool = False  # rests on too few events: marked, never bold
+    diff: float | None = None  # mean − best's mean (None for the best itself)
     diff_low: float | None = None
     diff_high: float | None = None
-    p_first: float | None = None    # share of resamples in which this loss ranks first
+    p_first: float | None = None  # share of resamples in which this loss ranks first
 
 
 @dataclass(frozen=True)
@@ -68,13 +68,13 @@ class Row:
 class Study:
     """Table-level facts for the legend and caption."""
 
-    seeds: int                  # S training seeds per loss
-    resamples: int              # R bootstrap resamples
-    confidence: float           # e.g. 0.95
-    headline_metric: str        # the metric shown first, with Δ vs best and P(best) ("score")
-    index_factory: str          # faiss.index_factory string, e.g. "Flat"
-    queries: int                # test queries
-    identities: int             # test identities (the bootstrap's unit)
+    seeds: int  # S training seeds per loss
+    resamples: int  # R bootstrap resamples
+    confidence: float  # e.g. 0.95
+    headline_metric: str  # the metric shown first, with Δ vs best and P(best) ("score")
+    index_factory: str  # faiss.index_factory string, e.g. "Flat"
+    queries: int  # test queries
+    identities: int  # test identities (the bootstrap's unit)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -86,10 +86,10 @@ class Metric:
     """How one metric key is named and shown."""
 
     key: str
-    header: str                 # markdown header
-    latex: str                  # LaTeX header
-    label: str                  # long name (figure axes)
-    kind: str                   # "rate" (fraction 0..1, shown in %) | "score" (0..1000)
+    header: str  # markdown header
+    latex: str  # LaTeX header
+    label: str  # long name (figure axes)
+    kind: str  # "rate" (fraction 0..1, shown in %) | "score" (0..1000)
     lower_is_better: bool = False
 
     @property
@@ -97,14 +97,17 @@ class Metric:
         return "%" if self.kind == "rate" else "0–1000"
 
 
-_FIXED: dict[str, Metric] = {m.key: m for m in (
-    Metric("score", "Score", "Score", "challenge score", "score"),
-    Metric("mAP", "mAP", "mAP", "mAP", "rate"),
-    Metric("map_at_r", "MAP@R", "MAP@R", "MAP@R", "rate"),
-    Metric("r_precision", "R-prec", "R-prec", "R-precision", "rate"),
-    Metric("roc_auc", "ROC-AUC", "ROC-AUC", "ROC-AUC", "rate"),
-    Metric("eer", "EER", "EER", "EER", "rate", lower_is_better=True),
-)}
+_FIXED: dict[str, Metric] = {
+    m.key: m
+    for m in (
+        Metric("score", "Score", "Score", "challenge score", "score"),
+        Metric("mAP", "mAP", "mAP", "mAP", "rate"),
+        Metric("map_at_r", "MAP@R", "MAP@R", "MAP@R", "rate"),
+        Metric("r_precision", "R-prec", "R-prec", "R-precision", "rate"),
+        Metric("roc_auc", "ROC-AUC", "ROC-AUC", "ROC-AUC", "rate"),
+        Metric("eer", "EER", "EER", "EER", "rate", lower_is_better=True),
+    )
+}
 _TOPK = re.compile(r"top(\d+)")
 _TAR = re.compile(r"tar_at_far_(.+)")
 INDEX_PREFIX = "index_"
@@ -115,9 +118,15 @@ def metric_info(key: str) -> Metric:
     """The :class:`Metric` of a key: score, top<k>, mAP, map_at_r, r_precision, roc_auc, eer,
     tar_at_far_<far> and ``index_`` + any of those (measured through the FAISS index)."""
     if key.startswith(INDEX_PREFIX):
-        base = metric_info(key[len(INDEX_PREFIX):])
-        return Metric(key, f"idx {base.header}", f"idx {base.latex}", f"{base.label} (FAISS index)", base.kind,
-                      base.lower_is_better)
+        base = metric_info(key[len(INDEX_PREFIX) :])
+        return Metric(
+            key,
+            f"idx {base.header}",
+            f"idx {base.latex}",
+            f"{base.label} (FAISS index)",
+            base.kind,
+            base.lower_is_better,
+        )
     if key in _FIXED:
         return _FIXED[key]
     if match := _TOPK.fullmatch(key):
@@ -126,8 +135,10 @@ def metric_info(key: str) -> Metric:
     if (match := _TAR.fullmatch(key)) and _far(key) is not None:
         far = _sci(_far(key))
         return Metric(key, f"TAR@{far}", f"TAR@{far}", f"TAR at FAR {far}", "rate")
-    raise LossbenchError(f"comparison table: unknown metric {key!r}; known: score, top<k>, mAP, map_at_r, "
-                         f"r_precision, roc_auc, eer, tar_at_far_<far>, and index_<one of these>")
+    raise LossbenchError(
+        f"comparison table: unknown metric {key!r}; known: score, top<k>, mAP, map_at_r, "
+        f"r_precision, roc_auc, eer, tar_at_far_<far>, and index_<one of these>"
+    )
 
 
 def _far(key: str) -> float | None:
@@ -142,7 +153,7 @@ def _order(key: str) -> tuple:
     """Canonical column order: exact metrics (score, top-k, mAP, MAP@R, R-prec, ROC-AUC, EER, TAR by
     decreasing FAR), then the index ones in the same order."""
     index = key.startswith(INDEX_PREFIX)
-    base = key[len(INDEX_PREFIX):] if index else key
+    base = key[len(INDEX_PREFIX) :] if index else key
     fixed = ["score", "top", "mAP", "map_at_r", "r_precision", "roc_auc", "eer", "tar"]
     if match := _TOPK.fullmatch(base):
         return index, fixed.index("top"), int(match.group(1))
@@ -192,8 +203,12 @@ def _plain(value: object) -> str:
 
 
 SETTINGS: tuple[Setting, ...] = (
-    Setting("frozen", "Backbone", lambda v: "frozen" if v else "fine-tuned",
-            lambda v: "frozen backbone" if v else "fine-tuned backbone"),
+    Setting(
+        "frozen",
+        "Backbone",
+        lambda v: "frozen" if v else "fine-tuned",
+        lambda v: "frozen backbone" if v else "fine-tuned backbone",
+    ),
     Setting("batch_size", "Batch", lambda v: str(int(v)), lambda v: f"batch {int(v)}"),  # type: ignore[call-overload]
     Setting("epochs", "Epochs", _epochs, lambda v: f"{_epochs(v)} epochs (mean over seeds)"),
     Setting("lr", "LR", _plain, lambda v: f"lr {_plain(v)}"),
@@ -214,8 +229,8 @@ def _same(a: object, b: object) -> bool:
 
 @dataclass(frozen=True)
 class _Split:
-    constant: list[tuple[Setting, object]]    # identical for every loss (and not None)
-    varying: list[Setting]                    # differ between losses: table columns
+    constant: list[tuple[Setting, object]]  # identical for every loss (and not None)
+    varying: list[Setting]  # differ between losses: table columns
 
 
 def _split_settings(rows: Sequence[Row]) -> _Split:
@@ -260,15 +275,18 @@ def validate(rows: Sequence[Row], study: Study) -> list[str]:
         seen.add(row.loss)
         for key, value in row.settings.items():
             if value is not None and not isinstance(value, (bool, str, Real)):
-                raise LossbenchError(f"comparison table: loss {row.loss!r}, setting {key!r}: expected a "
-                                     f"number, true/false or text, got {type(value).__name__}")
+                raise LossbenchError(
+                    f"comparison table: loss {row.loss!r}, setting {key!r}: expected a "
+                    f"number, true/false or text, got {type(value).__name__}"
+                )
         for key, cell in row.cells.items():
             _check_cell(row.loss, metric_info(key), cell)
     _check_study(study)
     keys = sorted({k for r in rows for k in r.cells}, key=_order)
     if study.headline_metric not in keys:
-        raise LossbenchError(f"comparison table: headline metric {study.headline_metric!r} is in no row; "
-                             f"rows have {keys}")
+        raise LossbenchError(
+            f"comparison table: headline metric {study.headline_metric!r} is in no row; rows have {keys}"
+        )
     return [study.headline_metric] + [k for k in keys if k != study.headline_metric]
 
 
@@ -285,16 +303,21 @@ def _check_cell(loss: str, metric: Metric, cell: Cell) -> None:
         hint = " — rates are fractions 0..1, not percentages" if metric.kind == "rate" else ""
         raise LossbenchError(f"{where}: mean {cell.mean!r} is outside [0, {top:g}]{hint}")
     if not cell.low - _TOL <= cell.mean <= cell.high + _TOL:
-        raise LossbenchError(f"{where}: the interval [{cell.low!r}, {cell.high!r}] must contain the mean "
-                             f"{cell.mean!r} (low ≤ mean ≤ high)")
+        raise LossbenchError(
+            f"{where}: the interval [{cell.low!r}, {cell.high!r}] must contain the mean "
+            f"{cell.mean!r} (low ≤ mean ≤ high)"
+        )
     diffs = (cell.diff, cell.diff_low, cell.diff_high)
     if any(d is not None for d in diffs):
         if not all(_number(d) and math.isfinite(d) for d in diffs):  # type: ignore[arg-type]
-            raise LossbenchError(f"{where}: diff, diff_low and diff_high must be given together as finite "
-                                 f"numbers, got {diffs}")
+            raise LossbenchError(
+                f"{where}: diff, diff_low and diff_high must be given together as finite numbers, got {diffs}"
+            )
         if not cell.diff_low - _TOL <= cell.diff <= cell.diff_high + _TOL:  # type: ignore[operator]
-            raise LossbenchError(f"{where}: the difference interval [{cell.diff_low!r}, {cell.diff_high!r}] "
-                                 f"must contain the difference {cell.diff!r}")
+            raise LossbenchError(
+                f"{where}: the difference interval [{cell.diff_low!r}, {cell.diff_high!r}] "
+                f"must contain the difference {cell.diff!r}"
+            )
     if cell.p_first is not None and not (_number(cell.p_first) and 0.0 <= cell.p_first <= 1.0):
         raise LossbenchError(f"{where}: p_first is a share in [0, 1], got {cell.p_first!r}")
     if not isinstance(cell.best, bool) or not isinstance(cell.tied, bool) or not isinstance(cell.flagged, bool):
@@ -308,8 +331,9 @@ def _check_study(study: Study) -> None:
     for name in ("seeds", "resamples", "queries", "identities"):
         value = getattr(study, name)
         if isinstance(value, bool) or not isinstance(value, int) or value < (1 if name == "seeds" else 0):
-            problems.append(f"{name} must be a{' positive' if name == 'seeds' else ' non-negative'} integer, "
-                            f"got {value!r}")
+            problems.append(
+                f"{name} must be a{' positive' if name == 'seeds' else ' non-negative'} integer, got {value!r}"
+            )
     if not (_number(study.confidence) and 0.0 < study.confidence < 1.0):
         problems.append(f"confidence must be in (0, 1), got {study.confidence!r}")
     if problems:
@@ -373,22 +397,23 @@ class _Layout:
     """What the rendered tables show, decided once from the rows."""
 
     headline: Metric
-    metrics: list[Metric]        # table columns, headline first (index ones only when they differ)
+    metrics: list[Metric]  # table columns, headline first (index ones only when they differ)
     settings: _Split
-    index_keys: list[str]        # index_* keys present in the input
+    index_keys: list[str]  # index_* keys present in the input
     index_differs: bool
-    flagged: bool                # some shown cell is flagged
-    asymmetric: bool             # some shown interval is asymmetric
+    flagged: bool  # some shown cell is flagged
+    asymmetric: bool  # some shown interval is asymmetric
 
 
 def _index_differs(rows: Sequence[Row], index_keys: list[str]) -> bool:
     for row in rows:
         for key in index_keys:
-            cell, exact = row.cells.get(key), row.cells.get(key[len(INDEX_PREFIX):])
+            cell, exact = row.cells.get(key), row.cells.get(key[len(INDEX_PREFIX) :])
             if cell is None:
                 continue
-            if exact is None or any(abs(a - b) > _TOL for a, b in ((cell.mean, exact.mean), (cell.low, exact.low),
-                                                                   (cell.high, exact.high))):
+            if exact is None or any(
+                abs(a - b) > _TOL for a, b in ((cell.mean, exact.mean), (cell.low, exact.low), (cell.high, exact.high))
+            ):
                 return True
     return False
 
@@ -400,8 +425,11 @@ def _layout(rows: Sequence[Row], study: Study) -> _Layout:
     shown = [k for k in keys if differs or not k.startswith(INDEX_PREFIX) or k == study.headline_metric]
     cells = [r.cells[k] for r in rows for k in shown if k in r.cells]
     return _Layout(
-        headline=metric_info(study.headline_metric), metrics=[metric_info(k) for k in shown],
-        settings=_split_settings(rows), index_keys=index_keys, index_differs=differs,
+        headline=metric_info(study.headline_metric),
+        metrics=[metric_info(k) for k in shown],
+        settings=_split_settings(rows),
+        index_keys=index_keys,
+        index_differs=differs,
         flagged=any(c.flagged for c in cells),
         asymmetric=any(abs((c.mean - c.low) - (c.high - c.mean)) > 1e-6 * max(1.0, abs(c.mean)) for c in cells),
     )
@@ -416,23 +444,32 @@ def _index_sentence(layout: _Layout, study: Study) -> str:
         return ""
     factory = f" ({study.index_factory})" if study.index_factory else ""
     if layout.index_differs:
-        return (f"Columns marked “idx” are measured through the FAISS index{factory}, which is approximate; "
-                f"the other ranking metrics rank the whole gallery exactly.")
-    return (f"The FAISS index{factory} returns the exact ranking: its top-k and score equal the exact ones "
-            f"and are not repeated.")
+        return (
+            f"Columns marked “idx” are measured through the FAISS index{factory}, which is approximate; "
+            f"the other ranking metrics rank the whole gallery exactly."
+        )
+    return (
+        f"The FAISS index{factory} returns the exact ranking: its top-k and score equal the exact ones "
+        f"and are not repeated."
+    )
 
 
 def _interval_sentence(study: Study, asymmetric: bool, where: str) -> str:
     conf = _pct(study.confidence)
     wide = " (the wider side where it is asymmetric)" if asymmetric else ""
-    sampling = (f"bootstrap over the {study.identities} test identities, {study.resamples} resamples; "
-                f"{study.queries} queries")
+    sampling = (
+        f"bootstrap over the {study.identities} test identities, {study.resamples} resamples; {study.queries} queries"
+    )
     if study.seeds == 1:
-        return (f"Each cell: the value of the single training seed ± the half-width{wide} of its {conf} "
-                f"confidence interval, which covers test sampling only ({sampling}), not training "
-                f"randomness{where}.")
-    return (f"Each cell: mean over {study.seeds} training seeds ± the half-width{wide} of its {conf} confidence "
-            f"interval, which covers training randomness and test sampling ({sampling}){where}.")
+        return (
+            f"Each cell: the value of the single training seed ± the half-width{wide} of its {conf} "
+            f"confidence interval, which covers test sampling only ({sampling}), not training "
+            f"randomness{where}."
+        )
+    return (
+        f"Each cell: mean over {study.seeds} training seeds ± the half-width{wide} of its {conf} confidence "
+        f"interval, which covers training randomness and test sampling ({sampling}){where}."
+    )
 
 
 def _units_sentence(metrics: Sequence[Metric]) -> str:
@@ -476,11 +513,17 @@ def to_markdown(rows: Sequence[Row], study: Study) -> str:
     lines = ["| " + " | ".join(headers) + " |", "| " + " | ".join(align) + " |"]
     for row in rows:
         h = row.cells.get(head.key)
-        cells = [_md_escape(row.loss), _md_cell(head, h),
-                 format_diff(head, h) if h else "–", format_share(h.p_first if h else None)]
+        cells = [
+            _md_escape(row.loss),
+            _md_cell(head, h),
+            format_diff(head, h) if h else "–",
+            format_share(h.p_first if h else None),
+        ]
         cells += [_md_cell(m, row.cells.get(m.key)) for m in layout.metrics[1:]]
-        cells += [_md_escape(s.show(row.settings[s.key])) if row.settings.get(s.key) is not None else "–"
-                  for s in layout.settings.varying]
+        cells += [
+            _md_escape(s.show(row.settings[s.key])) if row.settings.get(s.key) is not None else "–"
+            for s in layout.settings.varying
+        ]
         lines.append("| " + " | ".join(cells) + " |")
     out = "\n".join(lines) + "\n\n"
     if layout.settings.constant:
@@ -501,8 +544,10 @@ def to_markdown(rows: Sequence[Row], study: Study) -> str:
         f"verdict is the calibrated statement.",
     ]
     if layout.flagged:
-        legend.append(f"{FLAG}: rests on too few events (e.g. TAR at a low FAR set by a handful of impostor "
-                      f"pairs above the threshold) to be ranked: shown, never bold.")
+        legend.append(
+            f"{FLAG}: rests on too few events (e.g. TAR at a low FAR set by a handful of impostor "
+            f"pairs above the threshold) to be ranked: shown, never bold."
+        )
     if any(s.key == "epochs" for s in layout.settings.varying):
         legend.append("Epochs: epochs trained (early stopping), mean over seeds.")
     return out + "\n" + "\n".join(f"- {line}" for line in legend) + "\n"
@@ -517,8 +562,11 @@ def csv_columns(rows: Sequence[Row], study: Study) -> list[str]:
     ``_tied``, ``_flagged`` and, when some row has them, ``_diff``, ``_diff_low``, ``_diff_high``,
     ``_p_first``. Every metric given is written, index ones included."""
     keys = validate(rows, study)
-    settings = list(dict.fromkeys([s.key for s in SETTINGS if any(s.key in r.settings for r in rows)]
-                                  + [k for r in rows for k in r.settings]))
+    settings = list(
+        dict.fromkeys(
+            [s.key for s in SETTINGS if any(s.key in r.settings for r in rows)] + [k for r in rows for k in r.settings]
+        )
+    )
     columns = ["loss", *settings]
     for key in keys:
         columns += [key, f"{key}_low", f"{key}_high", f"{key}_best", f"{key}_tied", f"{key}_flagged"]
@@ -540,10 +588,20 @@ def to_csv(rows: Sequence[Row], study: Study) -> str:
     for row in rows:
         record: dict[str, object] = {"loss": row.loss, **row.settings}
         for key, cell in row.cells.items():
-            record.update({key: cell.mean, f"{key}_low": cell.low, f"{key}_high": cell.high,
-                           f"{key}_best": cell.best, f"{key}_tied": cell.tied, f"{key}_flagged": cell.flagged,
-                           f"{key}_diff": cell.diff, f"{key}_diff_low": cell.diff_low,
-                           f"{key}_diff_high": cell.diff_high, f"{key}_p_first": cell.p_first})
+            record.update(
+                {
+                    key: cell.mean,
+                    f"{key}_low": cell.low,
+                    f"{key}_high": cell.high,
+                    f"{key}_best": cell.best,
+                    f"{key}_tied": cell.tied,
+                    f"{key}_flagged": cell.flagged,
+                    f"{key}_diff": cell.diff,
+                    f"{key}_diff_low": cell.diff_low,
+                    f"{key}_diff_high": cell.diff_high,
+                    f"{key}_p_first": cell.p_first,
+                }
+            )
         writer.writerow(["" if record.get(c) is None else record[c] for c in columns])
     return buffer.getvalue()
 
@@ -552,10 +610,27 @@ def to_csv(rows: Sequence[Row], study: Study) -> str:
 # LaTeX
 
 
-_LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
-                  "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
-                  "–": "--", "—": "---", "±": r"$\pm$", "·": r"$\cdot$", "“": "``", "”": "''",
-                  "†": r"$^\dagger$", "Δ": r"$\Delta$", "≤": r"$\le$"}
+_LATEX_SPECIAL = {
+    "\\": r"\textbackslash{}",
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+    "–": "--",
+    "—": "---",
+    "±": r"$\pm$",
+    "·": r"$\cdot$",
+    "“": "``",
+    "”": "''",
+    "†": r"$^\dagger$",
+    "Δ": r"$\Delta$",
+    "≤": r"$\le$",
+}
 
 
 def latex_escape(text: str) -> str:
@@ -582,25 +657,33 @@ def _latex_caption(layout: _Layout, study: Study, shown: list[Metric], flagged: 
         "Metric-learning losses on the test split.",
         _interval_sentence(study, layout.asymmetric, ""),
         _units_sentence(shown),
-        f"Bold: the best loss and every loss tied with it (the {conf} interval of the paired difference "
-        f"includes 0).",
+        f"Bold: the best loss and every loss tied with it (the {conf} interval of the paired difference includes 0).",
     ]
     if flagged:
         parts.append(f"{FLAG}: too few events to be ranked, never bold.")
     if layout.settings.constant:
         parts.append(f"All losses: {_constant_line(layout.settings)}.")
     if layout.index_keys:
-        parts.append(_index_sentence(layout, study) if not layout.index_differs else
-                     "Top-k through the FAISS index differs from the exact ranking: see comparison.md.")
+        parts.append(
+            _index_sentence(layout, study)
+            if not layout.index_differs
+            else "Top-k through the FAISS index differs from the exact ranking: see comparison.md."
+        )
     if with_settings:
         parts.append("Per-loss settings below.")
-    parts.append("Differences to the best, P(best), the other metrics and the exact bounds: comparison.md "
-                 "and comparison.csv.")
+    parts.append(
+        "Differences to the best, P(best), the other metrics and the exact bounds: comparison.md and comparison.csv."
+    )
     return latex_escape(" ".join(p for p in parts if p))
 
 
-def to_latex(rows: Sequence[Row], study: Study, caption: str | None = None, label: str = "tab:loss-comparison",
-             metrics: Sequence[str] = LATEX_METRICS) -> str:
+def to_latex(
+    rows: Sequence[Row],
+    study: Study,
+    caption: str | None = None,
+    label: str = "tab:loss-comparison",
+    metrics: Sequence[str] = LATEX_METRICS,
+) -> str:
     """A booktabs ``table`` float that fits a one-column page (345pt): loss, the headline metric and
     ``metrics`` (those present), each ``mean ±h`` with h in ``\\scriptsize``; then the per-loss settings that
     vary in a small ``tabularx`` under it. The caption (generated unless given) carries the legend and the
@@ -613,9 +696,18 @@ def to_latex(rows: Sequence[Row], study: Study, caption: str | None = None, labe
     varying = layout.settings.varying
     text = caption if caption is not None else _latex_caption(layout, study, shown, flagged, bool(varying))
     spec = "@{}l" + "r" * len(shown) + "@{}"
-    lines = [r"\begin{table}[t]", r"\centering", r"\small", r"\setlength{\tabcolsep}{3.5pt}",
-             rf"\caption{{{text}}}", rf"\label{{{label}}}", rf"\begin{{tabular}}{{{spec}}}", r"\toprule",
-             " & ".join(["Loss", *(latex_escape(m.latex) for m in shown)]) + r" \\", r"\midrule"]
+    lines = [
+        r"\begin{table}[t]",
+        r"\centering",
+        r"\small",
+        r"\setlength{\tabcolsep}{3.5pt}",
+        rf"\caption{{{text}}}",
+        rf"\label{{{label}}}",
+        rf"\begin{{tabular}}{{{spec}}}",
+        r"\toprule",
+        " & ".join(["Loss", *(latex_escape(m.latex) for m in shown)]) + r" \\",
+        r"\midrule",
+    ]
     for row in rows:
         cells = [latex_escape(row.loss), *(_latex_cell(m, row.cells.get(m.key)) for m in shown)]
         lines.append(" & ".join(cells) + r" \\")
@@ -626,8 +718,14 @@ def to_latex(rows: Sequence[Row], study: Study, caption: str | None = None, labe
         # the options wrap in a ragged-right X column filling the line; without options a plain tabular
         env, width = ("tabularx", r"{\linewidth}") if options else ("tabular", "")
         spec = "@{}l" + "r" * len(others) + (r">{\raggedright\arraybackslash}X" if options else "") + "@{}"
-        lines += [r"\par\medskip", r"\footnotesize", rf"\begin{{{env}}}{width}{{{spec}}}", r"\toprule",
-                  " & ".join(["Loss", *(s.header for s in others + options)]) + r" \\", r"\midrule"]
+        lines += [
+            r"\par\medskip",
+            r"\footnotesize",
+            rf"\begin{{{env}}}{width}{{{spec}}}",
+            r"\toprule",
+            " & ".join(["Loss", *(s.header for s in others + options)]) + r" \\",
+            r"\midrule",
+        ]
         for row in rows:
             values = [_latex_setting(s, row.settings.get(s.key)) for s in others + options]
             lines.append(" & ".join([latex_escape(row.loss), *values]) + r" \\")

@@ -11,19 +11,27 @@ from lossbench import paths
 from lossbench.config import LossSpec, Params
 from lossbench.inference.checkpoint import save_model
 from lossbench.inference.encoders import Encoder, FeatureEncoder, ImageEncoder
-from lossbench.inference.features import FeatureCache, compute_features
-from lossbench.inference.runs import (Splits, build_run_model, eval_encoder, frozen_backbone, run_config,
-                                      shared_cache, transforms_for)
+from lossbench.inference.features import FeatureCache
+from lossbench.inference.runs import (
+    Splits,
+    build_run_head,
+    build_run_model,
+    eval_encoder,
+    features_for,
+    frozen_backbone,
+    run_config,
+    shared_cache,
+    transforms_for,
+)
 from lossbench.io import atomic_write_json
 from lossbench.losses import LossContext, create_loss
-from lossbench.models import EmbeddingModel
+from lossbench.models import EmbeddingModel, HeadModel
 from lossbench.runtime import pick_device, set_threads
 from lossbench.training.logging import DvcLiveLogger
 from lossbench.training.trainer import Trainer, TrainSettings, ValidationSet, config_hash
 
 
-def _run_cache(params: Params, spec: LossSpec, seed: int, model: EmbeddingModel, splits: Splits,
-               device) -> FeatureCache | None:
+def _run_cache(params: Params, spec: LossSpec, seed: int, splits: Splits, device) -> FeatureCache | None:
     """Cached backbone features for a frozen run: the shared cache, or (other backbone settings) its own."""
     if not frozen_backbone(spec):
         return None
@@ -32,20 +40,21 @@ def _run_cache(params: Params, spec: LossSpec, seed: int, model: EmbeddingModel,
         print(f"using cached backbone features from {paths.FEATURES}")
         return cache
     print(f"{spec.name}: no matching shared feature cache (backbone settings differ); computing features for this run")
-    train_tf, eval_tf = transforms_for(model, spec.train)
-    return compute_features(model, splits.images, splits.train["row"].to_numpy(), splits.eval_rows, train_tf, eval_tf,
-                            spec.train.feature_views, spec.train.eval_batch_size, params.seed, device)
+    return features_for(build_run_model(params, spec, seed, device), splits, spec.train, params.seed, device)
 
 
-def _train_encoder(spec: LossSpec, model: EmbeddingModel, splits: Splits, cache: FeatureCache | None,
-                   device) -> Encoder:
+def _train_encoder(
+    spec: LossSpec, model: EmbeddingModel | HeadModel, splits: Splits, cache: FeatureCache | None, device
+) -> Encoder:
     if cache is not None:
         return FeatureEncoder(cache.train, device)
     train_tf, _ = transforms_for(model, spec.train)
     return ImageEncoder(splits.images, splits.train["row"].to_numpy(), train_tf, device)
 
 
-def _validation(model: EmbeddingModel, splits: Splits, cache: FeatureCache | None, device) -> ValidationSet | None:
+def _validation(
+    model: EmbeddingModel | HeadModel, splits: Splits, cache: FeatureCache | None, device
+) -> ValidationSet | None:
     if splits.val.empty:
         return None
     encoder = eval_encoder(model, splits.images, splits.val["row"].to_numpy(), cache, device)
@@ -58,10 +67,14 @@ def train_run(params: Params, name: str, seed: int) -> str:
     set_threads(spec.train.threads)
     splits = Splits.load()
     device = pick_device()
-    model = build_run_model(params, spec, seed, device)
     settings = TrainSettings.from_config(spec.train, seed)
-    config = run_config(params, spec, seed, int(splits.train["label"].nunique()))
-    cache = _run_cache(params, spec, seed, model, splits, device)
+    cache = _run_cache(params, spec, seed, splits, device)
+    if cache is not None:  # frozen backbone: the head alone trains and is saved
+        model = build_run_head(spec, seed, cache.train.shape[-1], device)
+    else:
+        model = build_run_model(params, spec, seed, device)
+    num_features = cache.train.shape[-1] if cache is not None else model.backbone.num_features
+    config = run_config(params, spec, seed, int(splits.train["label"].nunique()), num_features)
     validation = _validation(model, splits, cache, device)
     label = f"{name} seed {seed}"
 
@@ -70,14 +83,29 @@ def train_run(params: Params, name: str, seed: int) -> str:
         summary = {"epochs_trained": 0, "best_epoch": 0, **metrics}
         state, note = model.state_dict(), f"no training (backbone features); val {_fmt(metrics)}"
     else:
-        context = LossContext(class_names=splits.class_names, backbone=spec.model.backbone,
-                              pretrained=spec.model.pretrained)
-        loss_fn = create_loss(spec.type, num_classes=config["num_classes"], embed_dim=spec.model.embed_dim,
-                              context=context, **spec.options).to(device)
+        context = LossContext(
+            class_names=splits.class_names, backbone=spec.model.backbone, pretrained=spec.model.pretrained
+        )
+        loss_fn = create_loss(
+            spec.type,
+            num_classes=config["num_classes"],
+            embed_dim=spec.model.embed_dim,
+            context=context,
+            **spec.options,
+        ).to(device)
         logger = DvcLiveLogger(paths.train_log_dir(name, seed))
-        trainer = Trainer(model, loss_fn, _train_encoder(spec, model, splits, cache, device), splits.train_labels,
-                          settings, validation=validation, resume_file=paths.checkpoint_file(name, seed),
-                          run_key=config_hash(config), logger=logger, desc=label)
+        trainer = Trainer(
+            model,
+            loss_fn,
+            _train_encoder(spec, model, splits, cache, device),
+            splits.train_labels,
+            settings,
+            validation=validation,
+            resume_file=paths.checkpoint_file(name, seed),
+            run_key=config_hash(config),
+            logger=logger,
+            desc=label,
+        )
         result = trainer.fit()
         logger.close()
         best = result.history[result.best_epoch] if result.best_epoch >= 0 else {}
@@ -92,4 +120,3 @@ def train_run(params: Params, name: str, seed: int) -> str:
 
 def _fmt(metrics: dict[str, float]) -> str:
     return ", ".join(f"{k.removeprefix('val_')}={float(v):.3f}" for k, v in metrics.items()) or "n/a"
-

@@ -22,13 +22,11 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from lossbench.data.sampler import PKSampler
+from lossbench.inference.encoders import Encoder, encode_all
 from lossbench.io import atomic_torch_save
 from lossbench.metrics.ranking import evaluate_retrieval
 from lossbench.training.early_stopping import EarlyStopping
-from lossbench.inference.encoders import Encoder, encode_all
 from lossbench.training.schedule import warmup_cosine
-
-MONITOR_KEYS = {"val_top1": "top1", "val_top5": "top5", "val_mAP": "mAP"}
 
 
 class EpochLogger(Protocol):
@@ -69,7 +67,7 @@ class TrainSettings:
     seed: int
 
     @classmethod
-    def from_config(cls, train_cfg: Any, seed: int) -> "TrainSettings":
+    def from_config(cls, train_cfg: Any, seed: int) -> TrainSettings:
         names = cls.__dataclass_fields__.keys() - {"seed"}
         return cls(**{name: getattr(train_cfg, name) for name in names}, seed=seed)
 
@@ -91,7 +89,6 @@ class TrainResult:
             f"best_{monitor}": self.best_value,
             "epochs_trained": self.epochs_trained,
             "stopped_early": self.stopped_early,
-            "train_seconds": round(self.seconds, 2),
         }
 
 
@@ -114,10 +111,19 @@ def _state_copy(model: nn.Module) -> dict[str, torch.Tensor]:
 class Trainer:
     """Train ``model`` with ``loss_fn`` on P×K batches drawn from ``encoder`` rows labelled ``labels``."""
 
-    def __init__(self, model: nn.Module, loss_fn: nn.Module, encoder: Encoder, labels: np.ndarray,
-                 settings: TrainSettings, validation: ValidationSet | None = None,
-                 resume_file: str | Path | None = None, run_key: str = "",
-                 logger: EpochLogger | None = None, desc: str = "train"):
+    def __init__(
+        self,
+        model: nn.Module,
+        loss_fn: nn.Module,
+        encoder: Encoder,
+        labels: np.ndarray,
+        settings: TrainSettings,
+        validation: ValidationSet | None = None,
+        resume_file: str | Path | None = None,
+        run_key: str = "",
+        logger: EpochLogger | None = None,
+        desc: str = "train",
+    ):
         self.model, self.loss_fn, self.encoder = model, loss_fn, encoder
         self.labels = torch.as_tensor(np.asarray(labels), dtype=torch.long)
         self.settings, self.validation, self.logger, self.desc = settings, validation, logger, desc
@@ -182,7 +188,13 @@ class Trainer:
         self.loss_fn.train()
         params = [p for g in self.optimizer.param_groups for p in g["params"]]
         total, count = 0.0, 0
-        bar = tqdm(self.sampler, desc=f"{self.desc} epoch {epoch + 1}/{self.settings.epochs}", unit="batch", leave=False)
+        bar = tqdm(
+            self.sampler,
+            desc=f"{self.desc} epoch {epoch + 1}/{self.settings.epochs}",
+            unit="batch",
+            leave=False,
+            disable=None,
+        )  # None: no bar when stderr is not a terminal (logs keep the per-epoch line)
         for batch in bar:
             idx = np.asarray(batch)
             view = torch.randint(views, (len(idx),), generator=view_rng).numpy()
