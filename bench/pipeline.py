@@ -4,7 +4,7 @@
 2. ``dvc repro`` with nothing changed (median of 3; only the always-changed ``weights`` stage runs, and
    finds its record unchanged);
 3. ``dvc exp run -S loss=<another loss>`` after the full run (which stages re-ran, wall time);
-4. peak memory of ``python -m stages.embed <headline loss> <first seed>`` (the stage ``embed@<loss>-<seed>``)
+4. peak memory of the embedding step of ``evaluate@<headline loss>-<first seed>`` (``embed_run``)
    for the default test gallery and for galleries 10× and 100× larger (gallery rows duplicated into a
    larger processed array): peak RSS and peak anonymous RSS (RSS minus file-backed pages such as the
    read-only image memmap). The anonymous peak must not grow with the gallery: embeddings go straight
@@ -57,6 +57,11 @@ ENV = {
     "GIT_COMMITTER_NAME": "bench",
     "GIT_COMMITTER_EMAIL": "bench@localhost",
 }
+EMBED = (
+    "import sys; from lossbench.config import load_params; from lossbench.inference.embedding import embed_run; "
+    "print(embed_run(load_params(), sys.argv[1], int(sys.argv[2])))"
+)
+"""The embedding step of ``evaluate@<loss>-<seed>`` on its own (its memory is what step 4 measures)."""
 SUMMARY = re.compile(r"^lossbench (\S+): .*\((\d+(?:\.\d+)?)s\)$")
 
 
@@ -153,7 +158,7 @@ def peak_memory(args: list[str], cwd: Path, interval: float = 0.02) -> tuple[flo
 
 
 def enlarged_copy(repo: Path, target: Path, factor: int) -> int:
-    """A directory where ``stages.embed`` sees the repo's models and a test gallery ``factor`` times larger.
+    """A directory where ``embed_run`` sees the repo's models and a test gallery ``factor`` times larger.
 
     No feature cache is linked (its key names the original data), so a frozen-backbone run embeds from images.
 
@@ -204,7 +209,7 @@ def main() -> None:
             target = tmp / f"embed_x{factor}"
             target.mkdir()
             size = enlarged_copy(repo, target, factor)
-            hwm, anon, seconds = peak_memory([sys.executable, "-m", "stages.embed", headline, str(seed)], target)
+            hwm, anon, seconds = peak_memory([sys.executable, "-c", EMBED, headline, str(seed)], target)
             memory.append([f"{factor}×", size, f"{hwm:.0f}", f"{anon:.0f}", f"{seconds:.1f}"])
     finally:
         if args.keep:
@@ -241,7 +246,8 @@ def main() -> None:
     print()
     print(
         table(
-            [f"embed@{headline}-{seed} gallery", "gallery images", "peak RSS MB", "peak anonymous MB", "wall s"], memory
+            [f"embed {headline} seed {seed} gallery", "gallery images", "peak RSS MB", "peak anonymous MB", "wall s"],
+            memory,
         )
     )
 

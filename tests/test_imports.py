@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[1]
 HEAVY = ("torch", "torchvision", "timm", "open_clip", "pytorch_metric_learning")
 
 
-@pytest.mark.parametrize("stage", ["synthesize", "preprocess", "evaluate", "compare", "submit"])
+@pytest.mark.parametrize("stage", ["synthesize", "preprocess", "compare", "submit"])
 def test_light_stages_import_no_torch(stage):
     code = (
         f"import sys, stages.{stage}; from lossbench.config import load_params; load_params(); "
@@ -27,6 +27,14 @@ def test_training_stages_do_import_torch():  # the check above can fail: the hea
     code = "import sys, stages.train; print('torch' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "True"
+
+
+@pytest.mark.parametrize("stage", ["train", "evaluate"])
+def test_per_run_stages_load_no_image_libraries(stage):
+    """A frozen run trains and embeds on cached features: torchvision (seconds of start-up) and timm stay out."""
+    code = f"import sys, stages.{stage}; print(sorted(m for m in ('torchvision', 'timm') if m in sys.modules))"
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]", result.stdout
 
 
 def test_create_loss_from_the_registry_module_alone():  # without the package's lazy loader having run

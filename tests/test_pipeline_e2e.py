@@ -51,7 +51,7 @@ def tiny_params(path: Path) -> None:
 
 
 LOSSES = ("baseline", "arcface", "triplet")
-RUN_STAGES = ("train", "embed", "evaluate")
+RUN_STAGES = ("train", "evaluate")
 
 
 def run_stages(losses=LOSSES, seeds=(0, 1)) -> set[str]:

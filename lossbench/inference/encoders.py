@@ -21,17 +21,21 @@ from typing import Protocol
 import numpy as np
 import torch
 from torch import nn
-from torchvision import tv_tensors
-from torchvision.transforms import v2
-
-from lossbench.data.transforms import ArrayToImage
 
 Transform = Callable[[np.ndarray], torch.Tensor]
 BatchTransform = Callable[[np.ndarray], torch.Tensor]
 
-GEOMETRIC_STEPS: tuple[type, ...] = (v2.Resize, v2.CenterCrop)
-POINTWISE_STEPS: tuple[type, ...] = (v2.ToDtype, v2.Normalize, v2.ToPureTensor)
-"""Deterministic transform steps: they treat every image alike, so they may run on a whole batch at once."""
+GEOMETRIC_STEPS = ("Resize", "CenterCrop")
+POINTWISE_STEPS = ("ToDtype", "Normalize", "ToPureTensor")
+"""Deterministic torchvision ``v2`` transform steps (by class name): they treat every image alike, so they may
+run on a whole batch at once. torchvision loads only when images are transformed: a run on cached features
+never imports it (it costs seconds of start-up per stage)."""
+
+
+def _steps(names: tuple[str, ...]) -> tuple[type, ...]:
+    from torchvision.transforms import v2
+
+    return tuple(getattr(v2, name) for name in names)
 
 
 class Encoder(Protocol):
@@ -53,11 +57,17 @@ def batched_transform(transform: Transform) -> BatchTransform | None:
     resizing uses the same kernel); the batch is then made contiguous while still uint8, and the
     pointwise steps (layout-independent) run on it. The result equals stacking the per-image outputs.
     """
+    from torchvision import tv_tensors
+    from torchvision.transforms import v2
+
+    from lossbench.data.transforms import ArrayToImage
+
     steps = list(getattr(transform, "transforms", None) or [])
     if not isinstance(transform, v2.Compose) or not steps or not isinstance(steps.pop(0), ArrayToImage):
         return None
-    split = next((i for i, step in enumerate(steps) if not isinstance(step, GEOMETRIC_STEPS)), len(steps))
-    if not all(isinstance(step, POINTWISE_STEPS) for step in steps[split:]):
+    geometric_steps, pointwise_steps = _steps(GEOMETRIC_STEPS), _steps(POINTWISE_STEPS)
+    split = next((i for i, step in enumerate(steps) if not isinstance(step, geometric_steps)), len(steps))
+    if not all(isinstance(step, pointwise_steps) for step in steps[split:]):
         return None
     geometric, pointwise = steps[:split], steps[split:]
 

@@ -21,7 +21,6 @@ import torch
 from lossbench import paths
 from lossbench.config import LossSpec, Params
 from lossbench.data.store import load_processed
-from lossbench.data.transforms import build_eval_transform, build_train_transform
 from lossbench.errors import LossbenchError
 from lossbench.inference.checkpoint import FULL, HEAD_ONLY
 from lossbench.inference.encoders import Encoder, FeatureEncoder, ImageEncoder
@@ -141,6 +140,8 @@ def shared_cache(params: Params, spec: LossSpec, seed: int) -> FeatureCache | No
 
 def transforms_for(model: EmbeddingModel, train_cfg: Any):
     """(train transform with the configured augmentation, eval transform) at the backbone's input size."""
+    from lossbench.data.transforms import build_eval_transform, build_train_transform
+
     backbone = model.backbone
     aug = train_cfg.augment
     train_tf = build_train_transform(
@@ -164,6 +165,8 @@ def eval_encoder(
     """An encoder of the given non-train rows: cached features through the head, else images through the model."""
     if cache is not None:
         return FeatureEncoder(cache.eval_features(rows), device)
+    from lossbench.data.transforms import build_eval_transform
+
     backbone = model.backbone
     return ImageEncoder(images, rows, build_eval_transform(backbone.input_size, backbone.mean, backbone.std), device)
 
