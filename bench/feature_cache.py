@@ -4,7 +4,7 @@ Both sides run the real ``lossbench.training.trainer.Trainer.train_epoch`` on th
 (same labels, sampler seed and number of steps) with the headline loss of params.yaml:
 
 - cached: ``FeatureEncoder`` over ``compute_features`` output (the head alone trains; what
-  ``featurize`` + ``train@<loss>`` do when ``model.freeze: true``);
+  ``featurize`` + ``run@<loss>`` do when ``model.freeze: true``);
 - in the loop: ``ImageEncoder`` with the train transform, frozen backbone forward every step (what
   the source projects did);
 - fine-tune: the same with the backbone unfrozen (``losses.<name>.model.freeze: false``): forward and

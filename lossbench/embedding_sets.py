@@ -43,5 +43,5 @@ def load_embeddings(directory: str | Path, name: str) -> tuple[np.ndarray, np.nd
     path = directory / f"{name}.npy"
     if not path.is_file():
         run = f"{directory.parent.name}-{directory.name.removeprefix('seed')}"
-        raise LossbenchError(f"{path} not found: run `dvc repro evaluate@{run}` first")
+        raise LossbenchError(f"{path} not found: run `dvc repro run@{run}` first")
     return np.load(path, mmap_mode="r"), np.load(directory / f"{name}_rows.npy")

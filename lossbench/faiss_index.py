@@ -135,12 +135,12 @@ def load_index(path: str | os.PathLike) -> faiss.Index:
     """Read an index written by :func:`save_index`."""
     path = Path(path)
     if not path.is_file():
-        raise LossbenchError(f"FAISS index {path} not found: build it with `dvc repro evaluate@<loss>-<seed>`")
+        raise LossbenchError(f"FAISS index {path} not found: build it with `dvc repro run@<loss>-<seed>`")
     try:
         return faiss.read_index(str(path))
     except RuntimeError:
         raise LossbenchError(
-            f"{path} is not a readable FAISS index: rebuild it with `dvc repro --force evaluate@<loss>-<seed>`"
+            f"{path} is not a readable FAISS index: rebuild it with `dvc repro --force run@<loss>-<seed>`"
         ) from None
 
 

@@ -76,7 +76,7 @@ def check_pipeline(loss: str, seed: int) -> None:
     if missing:
         raise LossbenchError(
             f"the pipeline has not produced {', '.join(missing)} yet: run "
-            f"`dvc repro evaluate@{loss}-{seed}` (or `dvc repro`) in the project root first"
+            f"`dvc repro run@{loss}-{seed}` (or `dvc repro`) in the project root first"
         )
 
 
@@ -138,7 +138,7 @@ def search_images(
     if index.ntotal != len(gallery_rows):
         raise LossbenchError(
             f"{paths.index_path(loss, seed)} holds {index.ntotal} items but the gallery has "
-            f"{len(gallery_rows)}: run `dvc repro evaluate@{loss}-{seed}`"
+            f"{len(gallery_rows)}: run `dvc repro run@{loss}-{seed}`"
         )
     model, _ = load_model(paths.model_dir(loss, seed), pick_device())
     scores, ids = search(index, embed_images(model, pixels, batch_size, flip_tta), k)

@@ -114,9 +114,7 @@ class ImageEncoder:
         else:  # random transform (or an array ArrayToImage rejects, with its message)
             with single_thread():
                 batch = torch.stack([self.transform(image) for image in images])
-        if self.device.type == "cuda":
-            batch = batch.to(self.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
-        return batch
+        return batch.to(self.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
 
     def forward(self, model: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
         return getattr(model, self.call)(inputs)

@@ -1,4 +1,4 @@
-"""Train one run (a loss × a training seed) from validated params: what the ``train@<loss>-<seed>`` stage calls.
+"""Train one run (a loss × a training seed) from validated params: what the ``run@<loss>-<seed>`` stage calls.
 
 Every row of the comparison follows the same path: the model is built (the untrained ``baseline`` gets the
 normalise-only head), validated on the val split, and saved with its resolved config; only a loss with a

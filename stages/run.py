@@ -1,0 +1,25 @@
+"""Stage ``run@<loss>-<seed>``: train one loss with one training seed, then embed, index and evaluate it.
+
+Writes models/<loss>/seed<seed>/ (checkpoint), metrics/train/… (training curves and the kept epoch), the test
+embeddings, the FAISS index, metrics/runs/… and the bootstrap replicates. One stage per (loss, seed) rather than
+a train and an evaluate stage: with the frozen backbone both steps take seconds, while every DVC stage costs
+seconds of start-up and bookkeeping (README, *Reproducibility*).
+"""
+
+from lossbench.config import load_params
+from lossbench.evaluation import evaluate_run
+from lossbench.inference.embedding import embed_run
+from lossbench.stage import run_arguments, run_stage
+from lossbench.training.run import train_run
+
+
+def main() -> str:
+    loss, seed = run_arguments("run")
+    params = load_params()
+    trained = train_run(params, loss, seed)
+    embedded = embed_run(params, loss, seed)
+    return f"{trained}; {embedded}; {evaluate_run(params, loss, seed)}"
+
+
+if __name__ == "__main__":
+    run_stage("run", main)
