@@ -21,7 +21,7 @@ from lossbench.__main__ import main as cli
 from lossbench.data.checks import check_batches_fit
 from lossbench.data.preprocess import preprocess_dataset
 from lossbench.data.scan import UnusableImage, open_rgb
-from lossbench.data.store import MANIFEST_FILE, load_processed
+from lossbench.data.store import MANIFEST_FILE, check_digests, load_processed
 from lossbench.errors import LossbenchError
 from lossbench.faiss_index import check_factory
 from lossbench.stage import run_stage
@@ -213,6 +213,12 @@ def test_the_processed_set_is_one_unit(tmp_path: Path) -> None:
     assert first["digest"] != second["digest"] and first["images"] == second["images"]
     assert sorted(p.name for p in out.iterdir()) == ["digest.json", "images.npy", "manifest.csv"]
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no staging folder left
+
+    check_digests(out, second["digest"], "metrics/data.json")  # the report belongs to the processed set
+    with pytest.raises(
+        LossbenchError, match=r"images.npy, .*manifest.csv in .* \(digests differ from metrics/data.json"
+    ):
+        check_digests(out, first["digest"], "metrics/data.json")
 
     (out / MANIFEST_FILE).write_bytes(old_manifest)  # an older manifest of the same length
     with pytest.raises(LossbenchError, match=r"manifest.csv .* do not belong to the same preprocess run"):
