@@ -1,7 +1,8 @@
-"""``python -m lossbench <command>``: search the test gallery with image files, or apply a preset.
+"""``python -m lossbench <command>``: search the test gallery with image files, apply a preset, or check a
+data folder.
 
-Commands are registered in :data:`COMMANDS`; each adds its arguments and runs with the parsed namespace.
-A user error prints one ``error: …`` line with the fix and exits with status 2.
+Commands are registered in :data:`COMMANDS`; each adds its arguments and runs with the parsed namespace (a command
+may return an exit status). A user error prints one ``error: …`` line with the fix and exits with status 2.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from lossbench.errors import LossbenchError
+from lossbench.stage import one_line_warnings
 
 EXAMPLES = """examples (from the project root, after `dvc repro`):
   python -m lossbench search face.jpg other.png -k 5 --grid results.png
@@ -19,6 +21,7 @@ EXAMPLES = """examples (from the project root, after `dvc repro`):
   python -m lossbench preset --list
   python -m lossbench preset clip-vit-b32           # print the `dvc exp run -S ...` command
   python -m lossbench preset clip-vit-b32 --apply   # or rewrite params.yaml, then `dvc repro`
+  python -m lossbench check-data path/to/faces      # before `dvc add`: links, unreadable entries, layout
 """
 
 
@@ -26,7 +29,7 @@ EXAMPLES = """examples (from the project root, after `dvc repro`):
 class Command:
     help: str
     configure: Callable[[argparse.ArgumentParser], None]
-    run: Callable[[argparse.Namespace], None]
+    run: Callable[[argparse.Namespace], int | None]
 
 
 def _search_arguments(parser: argparse.ArgumentParser) -> None:
@@ -61,6 +64,7 @@ def _search(args: argparse.Namespace) -> None:
         params.data.original,
         flip_tta=params.evaluate.flip_tta,
         batch_size=params.evaluate.batch_size,
+        max_pixels=params.data.max_image_pixels,
     )
     print(format_results(results, loss))
     if args.grid:
@@ -101,6 +105,18 @@ def _preset(args: argparse.Namespace) -> None:
         print(command(resolve(args.name, args.params).overrides))
 
 
+def _check_data_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("path", help="the data folder (what data.original will point to)")
+
+
+def _check_data(args: argparse.Namespace) -> int:
+    from lossbench.data.audit import audit_folder, format_problems
+
+    problems = audit_folder(args.path)
+    print(format_problems(args.path, problems))
+    return 1 if problems else 0
+
+
 COMMANDS: dict[str, Command] = {
     "search": Command(
         "top-k test gallery matches of image files, using a trained model and its FAISS index",
@@ -108,6 +124,12 @@ COMMANDS: dict[str, Command] = {
         _search,
     ),
     "preset": Command("print (or --apply) the params of a source project's setup", _preset_arguments, _preset),
+    "check-data": Command(
+        "report every problem of a data folder (dangling or looping links, links to folders, unreadable entries, "
+        "special files, names that are not UTF-8, a misread layout); exit status 1 if any",
+        _check_data_arguments,
+        _check_data,
+    ),
 }
 
 
@@ -125,14 +147,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run one command; return the exit status (0, or 2 after a one-line error)."""
+    """Run one command; return the exit status (the command's, 0, or 2 after a one-line error)."""
     args = build_parser().parse_args(argv)
     try:
-        COMMANDS[args.command].run(args)
+        with one_line_warnings("lossbench"):
+            status = COMMANDS[args.command].run(args)
     except LossbenchError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    return 0
+    return status or 0
 
 
 if __name__ == "__main__":

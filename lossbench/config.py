@@ -40,7 +40,9 @@ class DataConfig:
     fold: int = field(ge=0)
     queries_per_id: int = field(ge=1)
     query_domain: str | None
+    query_domain_missing: Literal["random", "train"]
     min_images_per_id: int = field(ge=2)
+    max_image_pixels: int = field(ge=1)
 
     @property
     def test_share(self) -> float:

@@ -53,6 +53,23 @@ def set_search_params(index: faiss.Index, ef_search: int | None = None, nprobe: 
             ) from None
 
 
+def new_index(dim: int, factory: str) -> faiss.Index:
+    """An empty inner-product index from ``factory`` for ``dim``-d vectors; a bad factory is a LossbenchError."""
+    try:
+        return faiss.index_factory(int(dim), factory, faiss.METRIC_INNER_PRODUCT)
+    except RuntimeError as err:
+        reason = str(err).strip().splitlines()[-1].split(": ")[-1]
+        raise LossbenchError(
+            f"invalid index factory {factory!r} for {dim}-d embeddings ({reason}): use {_FACTORY_HINT}"
+        ) from None
+
+
+def check_factory(factory: str, dims: set[int]) -> None:
+    """Fail now, not after training, if ``factory`` cannot index embeddings of each of ``dims``."""
+    for dim in sorted(dims):
+        new_index(dim, factory)
+
+
 def _seed_clustering(index: faiss.Index, seed: int) -> None:
     """Seed the k-means of the IVF coarse quantiser and of a product quantiser, when present."""
     try:
@@ -110,10 +127,7 @@ def build_index(
         warnings.warn(
             "gallery embeddings are not L2-normalised: inner-product scores are not cosine similarities", stacklevel=2
         )
-    try:
-        index = faiss.index_factory(vectors.shape[1], factory, faiss.METRIC_INNER_PRODUCT)
-    except RuntimeError:
-        raise LossbenchError(f"invalid index factory {factory!r}: use {_FACTORY_HINT}") from None
+    index = new_index(vectors.shape[1], factory)
     _seed_clustering(index, seed)
     if not index.is_trained:
         _train(index, vectors, factory)

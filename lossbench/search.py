@@ -80,17 +80,17 @@ def check_pipeline(loss: str, seed: int) -> None:
         )
 
 
-def load_query_image(path: str | os.PathLike, size: int) -> np.ndarray:
-    """``path`` decoded and resized like preprocess does (RGB uint8 ``size×size×3``)."""
+def load_query_image(path: str | os.PathLike, size: int, max_pixels: int) -> np.ndarray:
+    """``path`` decoded and resized like preprocess does (RGB uint8 ``size×size×3``; at most ``max_pixels``)."""
     path = Path(path)
     if not path.is_file():
         what = "is a folder" if path.is_dir() else "not found"
         raise LossbenchError(f"query image {path} {what}: give the path of an image file")
     try:
-        return resize_center_crop(open_rgb(path), size)
+        return resize_center_crop(open_rgb(path, max_pixels), size)
     except UnusableImage as exc:
         raise LossbenchError(
-            f"query image {path} is not a readable image ({exc.reason}): give a JPEG, PNG or "
+            f"query image {path} is not a readable image ({exc.reason}: {exc.detail}): give a JPEG, PNG or "
             "another format Pillow reads"
         ) from None
 
@@ -126,13 +126,14 @@ def search_images(
     data_root: str | os.PathLike,
     flip_tta: bool,
     batch_size: int,
+    max_pixels: int,
 ) -> list[QueryResult]:
     """Top-``k`` test gallery matches of every image file for one run (run from the project root)."""
     if k < 1:
         raise LossbenchError(f"-k {k}: ask for at least 1 result")
     check_pipeline(loss, seed)
     stored, manifest = load_processed(paths.PROCESSED)
-    pixels = np.stack([load_query_image(image, stored.shape[1]) for image in images])
+    pixels = np.stack([load_query_image(image, stored.shape[1], max_pixels) for image in images])
     _, gallery_rows = load_embeddings(paths.embeddings_dir(loss, seed), "gallery")
     index = load_index(paths.index_path(loss, seed))
     if index.ntotal != len(gallery_rows):

@@ -1,19 +1,35 @@
-"""Run a stage's ``main`` so that a user error prints one clear line instead of a traceback."""
+"""Run a stage's ``main`` so that a user error prints one clear line instead of a traceback, and a warning one
+line without the source line that raised it."""
 
 from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 from lossbench.errors import LossbenchError
+
+
+@contextmanager
+def one_line_warnings(prefix: str) -> Iterator[None]:
+    """Inside the block a warning prints as ``<prefix>: warning: <message>`` on stderr (no file, line or code)."""
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001 (warnings API)
+        print(f"{prefix}: warning: {message}", file=sys.stderr if file is None else file)
+
+    with warnings.catch_warnings():
+        warnings.showwarning = show
+        yield
 
 
 def run_stage(name: str, main: Callable[[], str | None]) -> None:
     """Call ``main``; print its summary line with the elapsed time, or the error and exit with status 2."""
     start = time.perf_counter()
     try:
-        summary = main()
+        with one_line_warnings(f"lossbench {name}"):
+            summary = main()
     except LossbenchError as exc:
         print(f"lossbench {name}: error: {exc}", file=sys.stderr)
         sys.exit(2)

@@ -18,11 +18,12 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from lossbench.data.checks import base_names
 from lossbench.embedding_sets import SETS, load_embeddings
 from lossbench.errors import LossbenchError
 from lossbench.metrics.ranking import challenge_score, rank_gallery
@@ -31,20 +32,6 @@ K = 10
 """Gallery names per query in a submission."""
 
 Naming = Callable[[Sequence[str], str], list[str]]
-
-
-def base_names(paths: Sequence[str], role: str) -> list[str]:
-    """File names of ``paths`` (posix, relative to the data root); two files with one name is an error."""
-    names = [PurePosixPath(p).name for p in paths]
-    seen: dict[str, str] = {}
-    for name, path in zip(names, paths):
-        if name in seen:
-            raise LossbenchError(
-                f"two challenge {role} files share the name {name!r} ({seen[name]} and {path}): a submission is "
-                f"keyed by file name, so rename one of them in the data folder and run `dvc repro`"
-            )
-        seen[name] = path
-    return names
 
 
 def manifest_paths(paths: Sequence[str], role: str) -> list[str]:

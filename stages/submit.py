@@ -10,7 +10,7 @@ import warnings
 
 from lossbench import paths
 from lossbench.config import load_params
-from lossbench.data.store import load_processed
+from lossbench.data.store import check_digests, load_processed
 from lossbench.io import atomic_write_json
 from lossbench.stage import run_stage
 from lossbench.submission import lost_images, make_submission
@@ -21,7 +21,9 @@ def main() -> str:
     loss, seed = params.loss, params.seeds[0]
     _, manifest = load_processed(paths.PROCESSED)
     if paths.DATA_REPORT.is_file():
-        lost = lost_images(json.loads(paths.DATA_REPORT.read_text(encoding="utf-8")).get("skipped", {}))
+        report = json.loads(paths.DATA_REPORT.read_text(encoding="utf-8"))
+        check_digests(paths.PROCESSED, report.get("digest", {}), str(paths.DATA_REPORT))  # the report is of this data
+        lost = lost_images(report.get("skipped", {}))
         if lost:
             warnings.warn(
                 f"{len(lost)} challenge test image(s) could not be read and are not in the submission: "

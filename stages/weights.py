@@ -1,7 +1,11 @@
-"""Stage ``weights``: data/weights.json — the content hash of every pretrained weights file the params read."""
+"""Stage ``weights``: data/weights.json — the content hash of every pretrained weights file the params read.
+
+It runs first in every `dvc repro` / `dvc exp run` (always changed), so it also checks what would otherwise fail
+only after training: the ``index.factory`` string against the trained embedding sizes."""
 
 from lossbench import paths
 from lossbench.config import load_params
+from lossbench.faiss_index import check_factory
 from lossbench.io import atomic_write_json
 from lossbench.models.weights import weights_record
 from lossbench.stage import run_stage
@@ -9,7 +13,9 @@ from lossbench.stage import run_stage
 
 def main() -> str:
     params = load_params()
-    record = weights_record([params.model, *(spec.model for spec in params.loss_specs())])
+    specs = params.loss_specs()
+    check_factory(params.index.factory, {s.model.embed_dim for s in specs if s.trains} or {params.model.embed_dim})
+    record = weights_record([params.model, *(spec.model for spec in specs)])
     atomic_write_json(paths.WEIGHTS_RECORD, record)
     return f"{sum(len(files) for files in record.values())} weights file(s) recorded in {paths.WEIGHTS_RECORD}"
 

@@ -134,6 +134,8 @@ def test_params_yaml_lists_every_option_of_every_configured_loss():
         ("model.backbone", "keras:resnet18", r"unknown backbone family 'keras'"),
         ("data.test_ids", 0.9, r"'data': val_ids \+ test_ids = 1.05 leaves no identities for training"),
         ("data.folds", -1, r"'data.folds' = -1 must be >= 0\.$"),
+        ("data.query_domain_missing", "drop", r"'data.query_domain_missing' = 'drop' must be one of 'random', 'train'"),
+        ("data.max_image_pixels", 0, r"'data.max_image_pixels' = 0 must be >= 1\.$"),
         ("data.folds", 2.0, r"'data.folds' = 2.0 must be an integer >= 0"),
         ("data.folds", 1, r"'data': folds = 1 would put every identity in test; use folds: 0 .* or folds >= 2"),
         ("data.fold", -1, r"'data.fold' = -1 must be >= 0\.$"),

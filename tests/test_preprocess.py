@@ -20,6 +20,7 @@ from lossbench.data.store import load_processed
 from lossbench.errors import LossbenchError
 
 SIZE = 16
+LIMIT = 89478485  # data.max_image_pixels (Pillow's default)
 SETTINGS = {
     "image_size": SIZE,
     "val_ids": 0.15,
@@ -28,7 +29,9 @@ SETTINGS = {
     "fold": 0,
     "queries_per_id": 2,
     "query_domain": None,
+    "query_domain_missing": "random",
     "min_images_per_id": 2,
+    "max_image_pixels": LIMIT,
     "seed": 0,
 }
 """preprocess_dataset takes every setting (params.yaml gives them); tests override some."""
@@ -112,7 +115,7 @@ def mixed(tmp_path: Path) -> Path:
 def test_mixed_folder_manifest_and_report(mixed: Path, tmp_path: Path) -> None:
     out = tmp_path / "processed"
     with pytest.warns(UserWarning) as caught:
-        report = preprocess(mixed, out, image_size=SIZE, seed=0)
+        report = preprocess(mixed, out, image_size=SIZE, seed=0, val_ids=0.0, test_ids=0.5)
     messages = " | ".join(str(w.message) for w in caught)
     for word in ("corrupt", "not_an_image", "hidden", "within identities", "several identities", "fewer than 2"):
         assert word in messages
@@ -141,7 +144,7 @@ def test_mixed_folder_manifest_and_report(mixed: Path, tmp_path: Path) -> None:
 
     splits = manifest.groupby("identity")["split"].agg(set)
     assert all(len(s) == 1 for s in splits)
-    assert sorted(s.pop() for s in splits) == ["test", "train", "train", "val"]
+    assert sorted(s.pop() for s in splits) == ["test", "test", "train", "train"]
     for _identity, group in manifest.groupby("identity"):
         roles = group["role"].value_counts().to_dict()
         if group["split"].iloc[0] == "train":
@@ -152,16 +155,17 @@ def test_mixed_folder_manifest_and_report(mixed: Path, tmp_path: Path) -> None:
 
     assert report["layout"] == "image_folder"
     assert report["images"] == 10 and report["classes"] == 4
-    assert report["identities"] == {"train": 2, "val": 1, "test": 1}
+    assert report["identities"] == {"train": 2, "val": 0, "test": 2}
     assert (report["folds"], report["fold"]) == (0, 0) and "fold" not in report["summary"]
     assert sum(report["images_per_split"].values()) == 10 and report["images_per_split"]["challenge"] == 0
-    assert report["skipped"] == {
+    assert {reason: paths for reason, paths in report["skipped"].items() if paths} == {
         "hidden": ["bob/.DS_Store"],
         "not_an_image": ["bob/notes.jpg", "bob/readme.txt"],
         "corrupt": ["bob/broken.jpg"],
-        "too_large": [],
     }
     assert report["skipped_total"] == 4
+    assert set(report["skip_causes"]) == {"bob/broken.jpg", "bob/notes.jpg", "bob/readme.txt"}  # each with its cause
+    assert "truncated" in report["skip_causes"]["bob/broken.jpg"]
     assert report["dropped_identities"] == [
         {"identity": "eve", "reason": "too_few_images", "images": 1},
         {"identity": "fay", "reason": "empty", "images": 0},
@@ -188,9 +192,9 @@ def test_mixed_folder_manifest_and_report(mixed: Path, tmp_path: Path) -> None:
 
 def test_same_result_with_a_process_pool_and_same_seed(mixed: Path, tmp_path: Path) -> None:
     with pytest.warns(UserWarning):
-        serial = preprocess(mixed, tmp_path / "a", image_size=SIZE, workers=1)
+        serial = preprocess(mixed, tmp_path / "a", image_size=SIZE, workers=1, val_ids=0.0, test_ids=0.5)
     with pytest.warns(UserWarning):
-        pooled = preprocess(mixed, tmp_path / "b", image_size=SIZE, workers=2)
+        pooled = preprocess(mixed, tmp_path / "b", image_size=SIZE, workers=2, val_ids=0.0, test_ids=0.5)
     assert serial == pooled
     (images_a, manifest_a), (images_b, manifest_b) = load_processed(tmp_path / "a"), load_processed(tmp_path / "b")
     np.testing.assert_array_equal(images_a, images_b)
@@ -213,7 +217,7 @@ def test_identity_folds_partition_the_test_identities_and_are_reported(tmp_path:
 
 
 def test_decoding_modes_to_rgb(tmp_path: Path) -> None:
-    img = open_rgb(rotated_jpeg(tmp_path / "r.jpg"))
+    img = open_rgb(rotated_jpeg(tmp_path / "r.jpg"), LIMIT)
     assert img.size == (20, 40)  # width, height after the EXIF rotation
     pixels = np.asarray(img).astype(int)
     assert np.abs(pixels[:, :8] - BLUE).max() < 40 and np.abs(pixels[:, -8:] - RED).max() < 40
@@ -221,33 +225,36 @@ def test_decoding_modes_to_rgb(tmp_path: Path) -> None:
     rgba = rgba_half_transparent()
     alpha = np.asarray(rgba).copy()
     alpha[0, 20] = (255, 0, 0, 128)  # half-transparent red over white
-    pixels = np.asarray(open_rgb(save(tmp_path / "a.png", Image.fromarray(alpha, "RGBA"))))
+    pixels = np.asarray(open_rgb(save(tmp_path / "a.png", Image.fromarray(alpha, "RGBA")), LIMIT))
     assert tuple(pixels[0, 0]) == WHITE and tuple(pixels[5, 20]) == BLUE
     assert pixels[0, 20, 0] == 255 and abs(int(pixels[0, 20, 1]) - 127) <= 1
 
     la = Image.fromarray(np.dstack([np.full((4, 4), 0, np.uint8), np.array([[0, 255] * 2] * 4, np.uint8)]), "LA")
-    assert np.asarray(open_rgb(save(tmp_path / "la.png", la)))[0, :2].tolist() == [[255] * 3, [0] * 3]
+    assert np.asarray(open_rgb(save(tmp_path / "la.png", la), LIMIT))[0, :2].tolist() == [[255] * 3, [0] * 3]
 
     palette = Image.new("P", (4, 4), 1)
     palette.putpalette([0, 255, 0, 200, 10, 30] + [0] * 762)
     palette.putpixel((0, 0), 0)
-    pixels = np.asarray(open_rgb(save(tmp_path / "p.gif", palette, transparency=0)))
+    pixels = np.asarray(open_rgb(save(tmp_path / "p.gif", palette, transparency=0), LIMIT))
     assert tuple(pixels[0, 0]) == WHITE and tuple(pixels[1, 1]) == (200, 10, 30)
 
     cmyk = Image.new("CMYK", (8, 8), (0, 255, 0, 0))  # magenta
-    magenta = np.asarray(open_rgb(save(tmp_path / "c.jpg", cmyk, quality=95))).astype(int)
+    magenta = np.asarray(open_rgb(save(tmp_path / "c.jpg", cmyk, quality=95), LIMIT)).astype(int)
     assert np.abs(magenta - (255, 0, 255)).max() < 8
 
     deep = np.array([[0, 65535, 32896, 257]], np.uint16)
     path = tmp_path / "g16.pgm"
     path.write_bytes(b"P5\n4 1\n65535\n" + deep.astype(">u2").tobytes())
-    assert np.asarray(open_rgb(path))[0, :, 0].tolist() == [0, 255, 128, 1]
+    assert np.asarray(open_rgb(path, LIMIT))[0, :, 0].tolist() == [0, 255, 128, 1]
 
     frames = [Image.new("RGB", (6, 6), c) for c in (RED, BLUE)]
     save(tmp_path / "anim.gif", frames[0], save_all=True, append_images=frames[1:])
-    assert tuple(np.asarray(open_rgb(tmp_path / "anim.gif"))[0, 0]) == RED
+    assert tuple(np.asarray(open_rgb(tmp_path / "anim.gif", LIMIT))[0, 0]) == RED
     for ext in ("webp", "bmp"):
-        assert open_rgb(save(tmp_path / f"x.{ext}", Image.new("RGB", (5, 3), BLUE), lossless=True)).size == (5, 3)
+        assert open_rgb(save(tmp_path / f"x.{ext}", Image.new("RGB", (5, 3), BLUE), lossless=True), LIMIT).size == (
+            5,
+            3,
+        )
 
 
 def test_resize_scales_the_shorter_side_and_center_crops() -> None:
@@ -260,24 +267,28 @@ def test_resize_scales_the_shorter_side_and_center_crops() -> None:
     assert upscaled.shape == (30, 30, 3) and np.abs(upscaled[2:-2].astype(int) - (0, 255, 0)).max() < 20
 
 
-def test_decompression_bombs_are_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 500)
-    warned = save(tmp_path / "warned.png", Image.new("RGB", (30, 20)))  # 600 px: PIL only warns
-    refused = save(tmp_path / "refused.png", Image.new("RGB", (40, 40)))  # 1600 px: PIL raises
+def test_decompression_bombs_are_refused_above_the_pixel_limit_param(tmp_path: Path) -> None:
+    warned = save(tmp_path / "warned.png", Image.new("RGB", (30, 20)))  # 600 px: PIL only warns at limit 500
+    refused = save(tmp_path / "refused.png", Image.new("RGB", (40, 40)))  # 1600 px: PIL raises at limit 500
     for path in (warned, refused):
         with pytest.raises(UnusableImage) as exc:
-            open_rgb(path)
-        assert exc.value.reason == "too_large"
-    assert open_rgb(save(tmp_path / "ok.png", Image.new("RGB", (20, 20)))).size == (20, 20)
+            open_rgb(path, 500)
+        assert exc.value.reason == "too_large" and "data.max_image_pixels = 500" in exc.value.detail
+        assert open_rgb(path, 1600).size in ((30, 20), (40, 40))  # a large legitimate photo: raise the limit
+    assert open_rgb(save(tmp_path / "ok.png", Image.new("RGB", (20, 20))), 500).size == (20, 20)
+    assert Image.MAX_IMAGE_PIXELS == LIMIT  # Pillow's global is restored
 
     root = tmp_path / "raw"
     for identity in "abcd":
         for i in range(2):
             save(root / identity / f"{i}.png", Image.fromarray(noise(20, 20, ord(identity) * 10 + i)))
     save(root / "a" / "huge.png", Image.new("RGB", (30, 20)))
+    settings = {"image_size": SIZE, "workers": 1, "val_ids": 0.0, "test_ids": 0.5}
     with pytest.warns(UserWarning, match="too_large"):
-        report = preprocess(root, tmp_path / "out", image_size=SIZE, workers=1)
+        report = preprocess(root, tmp_path / "out", max_image_pixels=500, **settings)
     assert report["skipped"]["too_large"] == ["a/huge.png"] and report["images"] == 8
+    assert "data.max_image_pixels = 500" in report["skip_causes"]["a/huge.png"]
+    assert preprocess(root, tmp_path / "out", max_image_pixels=600, **settings)["images"] == 9
 
 
 def test_domain_aware_query_gallery(tmp_path: Path) -> None:
@@ -287,7 +298,7 @@ def test_domain_aware_query_gallery(tmp_path: Path) -> None:
             for i in range(count):
                 pixels = noise(20, 20, 100 * k + 10 * len(domain) + i)
                 save(root / identity / domain / f"{i}.png", Image.fromarray(pixels))
-    report = preprocess(root, tmp_path / "out", image_size=SIZE, query_domain="photo", val_ids=0.2, test_ids=0.2)
+    report = preprocess(root, tmp_path / "out", image_size=SIZE, query_domain="photo", val_ids=0.0, test_ids=0.4)
     _, manifest = load_processed(tmp_path / "out")
     assert report["domains"] == {"photo": 15, "render": 10}
     assert set(manifest["domain"]) == {"photo", "render"}
@@ -297,10 +308,10 @@ def test_domain_aware_query_gallery(tmp_path: Path) -> None:
         assert (group.loc[group["role"] == "query", "domain"] == "photo").sum() == 2
         assert set(group.loc[group["role"] == "gallery", "domain"]) == {"render"}
         assert (group["role"] == "gallery").sum() == 2 and (group["role"] == "unused").sum() == 1
-    assert report["images_per_role"]["val"] == {"query": 2, "gallery": 2, "unused": 1}
-    assert report["images_per_role"]["test"] == {"query": 2, "gallery": 2, "unused": 1}
+    assert report["images_per_role"]["test"] == {"query": 4, "gallery": 4, "unused": 2}
+    assert report["without_query_domain"] == {"policy": "random", "identities": []}
 
-    preprocess(root, tmp_path / "mixed", image_size=SIZE, val_ids=0.2, test_ids=0.2)  # no query_domain
+    preprocess(root, tmp_path / "mixed", image_size=SIZE, val_ids=0.0, test_ids=0.4)  # no query_domain
     _, manifest = load_processed(tmp_path / "mixed")
     assert set(manifest["role"]) == {"train", "query", "gallery"}
     with pytest.raises(LossbenchError, match="sketch.*photo"):
@@ -319,7 +330,7 @@ def test_challenge_layout(tmp_path: Path) -> None:
     (root / "notes.md").write_text("stray\n")
 
     with pytest.warns(UserWarning) as caught:
-        report = preprocess(root, tmp_path / "out", image_size=SIZE)
+        report = preprocess(root, tmp_path / "out", image_size=SIZE, val_ids=0.0, test_ids=0.5)
     messages = " | ".join(str(w.message) for w in caught)
     assert "challenge test set" in messages and "notes.md" in messages
     _, manifest = load_processed(tmp_path / "out")

@@ -207,7 +207,9 @@ def challenge_project(tmp_path, monkeypatch) -> tuple:
         test_ids=0.34,
         queries_per_id=1,
         query_domain=None,
+        query_domain_missing="random",
         min_images_per_id=2,
+        max_image_pixels=89478485,
         seed=0,
     )
     images, manifest = load_processed(project / "data/processed")
@@ -244,7 +246,7 @@ def test_challenge_submission_end_to_end(challenge_project):
 
     def embed(path: Path) -> np.ndarray:
         with torch.no_grad():
-            x = transform(resize_center_crop(open_rgb(path), 32)).unsqueeze(0)
+            x = transform(resize_center_crop(open_rgb(path, 89478485), 32)).unsqueeze(0)
             return model(x)[0].numpy()
 
     gallery = np.stack([embed(data / "test/gallery" / name) for name in gallery_files])

@@ -15,6 +15,7 @@ import pandas as pd
 from PIL import Image
 from tqdm import tqdm
 
+from lossbench.data.checks import check_manifest
 from lossbench.data.scan import (
     CHALLENGE,
     CHALLENGE_ROLES,
@@ -34,7 +35,7 @@ from lossbench.data.split import (
     query_gallery_roles,
     split_identities,
 )
-from lossbench.data.store import scratch_array, write_images, write_manifest
+from lossbench.data.store import scratch_array, staged_folder, write_images, write_manifest
 from lossbench.errors import LossbenchError
 
 AUTO_WORKERS_MIN_FILES = 256  # below this a process pool costs more than it saves
@@ -50,14 +51,15 @@ def resize_center_crop(img: Image.Image, size: int) -> np.ndarray:
     return np.asarray(img.resize((size, size), Image.Resampling.LANCZOS, box=box), dtype=np.uint8)
 
 
-def decode_file(task: tuple[str, int]) -> tuple[np.ndarray | None, str, str]:
-    """(path, size) -> (resized pixels or None, sha1 of the full decoded pixels, skip reason or "")."""
-    path, size = task
+def decode_file(task: tuple[str, int, int]) -> tuple[np.ndarray | None, str, str, str]:
+    """(path, size, max pixels) -> (resized pixels or None, sha1 of the full decoded pixels, skip reason or "",
+    its cause)."""
+    path, size, max_pixels = task
     try:
-        img = open_rgb(path)
+        img = open_rgb(path, max_pixels)
     except UnusableImage as exc:
-        return None, "", exc.reason
-    return resize_center_crop(img, size), content_sha1(np.asarray(img)), ""
+        return None, "", exc.reason, exc.detail
+    return resize_center_crop(img, size), content_sha1(np.asarray(img)), "", ""
 
 
 @contextmanager
@@ -78,21 +80,45 @@ def _resolve_workers(workers: int | None, num_files: int) -> int:
     return workers
 
 
-def _decode_all(scan: Scan, scratch: np.ndarray, size: int, workers: int) -> pd.DataFrame:
-    """Decode every candidate into ``scratch`` (same order); return the candidates with sha1/reason."""
-    tasks = [(str(scan.root / c.path), size) for c in scan.candidates]
-    hashes, reasons = [], []
+def _decode_all(scan: Scan, scratch: np.ndarray, size: int, max_pixels: int, workers: int) -> pd.DataFrame:
+    """Decode every candidate into ``scratch`` (same order); return the candidates with sha1/reason/detail."""
+    tasks = [(str(scan.root / c.path), size, max_pixels) for c in scan.candidates]
+    hashes, reasons, details = [], [], []
     with _mapper(workers) as imap:
         results = imap(decode_file, tasks)
-        for i, (pixels, sha1, reason) in enumerate(tqdm(results, total=len(tasks), desc="decode", unit="img",
-                                                                   disable=None)):
+        for i, (pixels, sha1, reason, detail) in enumerate(
+            tqdm(results, total=len(tasks), desc="decode", unit="img", disable=None)
+        ):
             if pixels is not None:
                 scratch[i] = pixels
             hashes.append(sha1)
             reasons.append(reason)
+            details.append(detail)
     columns = [f.name for f in fields(Candidate)]
     table = pd.DataFrame([asdict(c) for c in scan.candidates], columns=columns)
-    return table.assign(sha1=hashes, reason=reasons, source=np.arange(len(table)))
+    return table.assign(sha1=hashes, reason=reasons, detail=details, source=np.arange(len(table)))
+
+
+def _skipped(scan: Scan, table: pd.DataFrame) -> tuple[dict[str, list[str]], dict[str, str]]:
+    """Skipped files by reason (every reason listed), and the cause of each skipped file that has one."""
+    bad = table[table["reason"] != ""]
+    entries = [(r.path, r.reason, r.detail) for r in bad.itertuples()]
+    entries += [(s.path, s.reason, s.detail) for s in scan.skipped]
+    skipped: dict[str, list[str]] = {reason: [] for reason in SKIP_REASONS}
+    for path, reason, _ in sorted(entries):
+        skipped[reason].append(path)
+    return skipped, {path: detail for path, _, detail in sorted(entries) if detail}
+
+
+def _refuse_links(scan: Scan) -> None:
+    """Folders reached through a link are not tracked by DVC (its hash of the data folder skips them)."""
+    if scan.links:
+        listed = ", ".join(f"{link.path} {link.detail}" for link in scan.links[:_EXAMPLES])
+        raise LossbenchError(
+            f"{scan.root} holds {len(scan.links)} link(s) to folders: {listed}. DVC does not track what they hold, "
+            "so its cache would go stale; replace each link with a real folder (e.g. `cp -rL` the target in, or "
+            "`dvc add` the target and point data.original to it)"
+        )
 
 
 def _examples(items: list[str]) -> str:
@@ -142,10 +168,15 @@ def _drop_small_identities(
 ) -> tuple[pd.DataFrame, list[dict]]:
     counts = images.groupby("identity").size()
     with_files = {c.identity for c in scan.candidates}
+    prefix = "train/" if scan.layout == CHALLENGE else ""
+    unread = {s.path: s.detail for s in scan.folders if s.reason == "unreadable"}
     dropped = []
     for identity in scan.identities:
         count = int(counts.get(identity, 0))
-        if identity not in with_files:
+        if f"{prefix}{identity}/" in unread:
+            dropped.append({"identity": identity, "reason": "unreadable", "images": 0,
+                            "detail": unread[f"{prefix}{identity}/"]})
+        elif identity not in with_files:
             dropped.append({"identity": identity, "reason": "empty", "images": 0})
         elif count < min_images:
             dropped.append({"identity": identity, "reason": "too_few_images", "images": count})
@@ -185,6 +216,9 @@ def _warn_about(
     """One warning per kind of unused input, naming a few examples."""
     for reason, paths in skipped.items():
         _warn(len(paths), f"{scan.root}: skipped {len(paths)} {reason} file(s)", paths)
+    for reason in sorted({f.reason for f in scan.folders}):
+        folders = [f.path for f in scan.folders if f.reason == reason]
+        _warn(len(folders), f"{scan.root}: did not enter {len(folders)} {reason} folder(s)", folders)
     _warn(len(scan.ignored), f"{scan.root}: ignored {len(scan.ignored)} entries outside the layout",
           [d["path"] for d in scan.ignored])
     within, cross, shared = duplicates["within_identity"], duplicates["cross_identity"], duplicates["train_challenge"]
@@ -198,6 +232,35 @@ def _warn_about(
           [f"{d['identity']} ({d['reason']}, {d['images']})" for d in dropped])
 
 
+def _warn_mixed(mixed: list[dict], query_domain: str | None, policy: str) -> None:
+    action = (
+        "moved to train (data.query_domain_missing: train)"
+        if policy == "train"
+        else "their queries are drawn at random, mixing two protocols (data.query_domain_missing: train leaves "
+        "them out of val/test)"
+    )
+    _warn(len(mixed), f"{len(mixed)} val/test identities lack query_domain={query_domain!r} or any other domain: "
+          f"{action}", [f"{d['identity']} ({d['split']}, lacks {d['lacks']})" for d in mixed])
+
+
+def _without_query_domain(labelled: pd.DataFrame, split_of: dict[str, str], query_domain: str | None) -> list[dict]:
+    """val/test identities whose queries cannot come from ``query_domain``: they lack it or have nothing else."""
+    if query_domain is None:
+        return []
+    found = []
+    for identity, group in labelled.groupby("identity", sort=True):
+        in_domain = group["domain"] == query_domain
+        if split_of[identity] != "train" and not (in_domain.any() and not in_domain.all()):
+            lacks = "query_domain" if not in_domain.any() else "other_domains"
+            found.append({"identity": identity, "split": split_of[identity], "lacks": lacks})
+    return found
+
+
+QUERY_DOMAIN_MISSING = ("random", "train")
+"""What val/test identities without both ``query_domain`` and another domain get: random queries (two protocols
+mixed, reported), or a place in train (left out of val/test)."""
+
+
 def _build_manifest(
     labelled: pd.DataFrame,
     challenge: pd.DataFrame,
@@ -206,28 +269,40 @@ def _build_manifest(
     test_ids: float,
     queries_per_id: int,
     query_domain: str | None,
+    query_domain_missing: str,
     seed: int,
     folds: int,
     fold: int,
-) -> pd.DataFrame:
-    """Split identities, assign roles and labels; one row per output image, sorted by path."""
+) -> tuple[pd.DataFrame, list[dict]]:
+    """Split identities, assign roles and labels: one row per output image, sorted by path; and the val/test
+    identities without the query domain (moved to train when ``query_domain_missing`` is "train")."""
     domains = sorted(set(labelled["domain"]) - {""})
     if query_domain is not None and query_domain not in domains:
         raise LossbenchError(
             f"query_domain={query_domain!r} is not a domain of {scan.root} (domains found: {domains}); "
             "domains are sub-folders <identity>/<domain>/<image>, or set query_domain to null"
         )
+    if query_domain_missing not in QUERY_DOMAIN_MISSING:
+        raise LossbenchError(f"query_domain_missing={query_domain_missing!r} must be one of {QUERY_DOMAIN_MISSING}")
     counts = labelled.groupby("identity").size().to_dict()
     split_of = split_identities(counts, val_ids, test_ids, seed, folds=folds, fold=fold)
+    mixed = _without_query_domain(labelled, split_of, query_domain)
+    if query_domain_missing == "train":
+        split_of.update({d["identity"]: "train" for d in mixed})
     labelled = _assign_roles(labelled, split_of, queries_per_id, query_domain, seed)
     label_of = {name: i for i, name in enumerate(sorted(split_of))}
     parts = [labelled.assign(label=labelled["identity"].map(label_of)), challenge.assign(label=-1)]
     manifest = pd.concat([part for part in parts if len(part)]).sort_values("path").reset_index(drop=True)
-    return manifest.assign(row=np.arange(len(manifest)), label=manifest["label"].astype("int64"))
+    return manifest.assign(row=np.arange(len(manifest)), label=manifest["label"].astype("int64")), mixed
 
 
-def _validate_args(image_size: int, queries_per_id: int, min_images_per_id: int) -> None:
-    named = {"image_size": image_size, "queries_per_id": queries_per_id, "min_images_per_id": min_images_per_id}
+def _validate_args(image_size: int, queries_per_id: int, min_images_per_id: int, max_image_pixels: int) -> None:
+    named = {
+        "image_size": image_size,
+        "queries_per_id": queries_per_id,
+        "min_images_per_id": min_images_per_id,
+        "max_image_pixels": max_image_pixels,
+    }
     for name, value in named.items():
         if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
             raise LossbenchError(f"{name}={value!r} must be a positive integer")
@@ -242,6 +317,7 @@ def _report(
     scan: Scan,
     manifest: pd.DataFrame,
     skipped: dict[str, list[str]],
+    causes: dict[str, str],
     dropped: list[dict],
     duplicates: dict[str, list[dict]],
     settings: dict,
@@ -259,8 +335,8 @@ def _report(
         f"(train/val/test identities {ids['train']}/{ids['val']}/{ids['test']}"
         + (f", test = identity fold {settings['fold']} (folds 0..{settings['folds'] - 1})" if settings["folds"] else "")
         + (f", {int((manifest['split'] == CHALLENGE).sum())} challenge images" if scan.layout == CHALLENGE else "")
-        + f"); skipped {num_skipped} files, removed {sum(removed.values())} duplicates, "
-        f"dropped {len(dropped)} identities, ignored {len(scan.ignored)} entries"
+        + f"); skipped {num_skipped} files and {len(scan.folders)} directories, removed {sum(removed.values())} "
+        f"duplicates, dropped {len(dropped)} identities, ignored {len(scan.ignored)} entries"
     )
     return {
         "layout": scan.layout,
@@ -275,6 +351,8 @@ def _report(
         "skipped_total": num_skipped,
         "skipped_counts": {reason: len(paths) for reason, paths in skipped.items()},
         "skipped": skipped,
+        "skip_causes": causes,
+        "skipped_folders": [asdict(f) for f in scan.folders],
         "ignored": scan.ignored,
         "dropped_identities": dropped,
         "duplicates_removed": removed,
@@ -291,42 +369,52 @@ def preprocess_dataset(
     test_ids: float,
     queries_per_id: int,
     query_domain: str | None,
+    query_domain_missing: str,
     min_images_per_id: int,
+    max_image_pixels: int,
     seed: int,
     folds: int = 0,
     fold: int = 0,
     workers: int | None = None,
 ) -> dict:
-    """Decode, clean, split and write ``original`` to out_dir/images.npy + manifest.csv; return the report.
+    """Decode, clean, split and write ``original`` to out_dir/ (images.npy, manifest.csv, digest.json, replaced as
+    one unit); return the report.
 
-    Every file that is not used is reported (skipped files by reason, dropped identities, duplicates)
-    and summarised with a warning. ``workers=None`` uses a process pool for large folders; the result
+    Every file that is not used is reported (skipped files by reason with their cause, folders not entered,
+    dropped identities, duplicates) and summarised with a warning; links to folders, misread layouts and splits
+    that later stages cannot use are errors. ``workers=None`` uses a process pool for large folders; the result
     does not depend on the number of workers. ``folds`` = K >= 2 takes the test identities from fold ``fold``
     of K disjoint identity folds instead of ``test_ids`` (see :func:`split_identities`); 0 = one split.
     """
-    _validate_args(image_size, queries_per_id, min_images_per_id)
+    _validate_args(image_size, queries_per_id, min_images_per_id, max_image_pixels)
     scan = scan_folder(original)
-    out_dir = Path(out_dir)
-    scratch, scratch_path = scratch_array(out_dir, (len(scan.candidates), image_size, image_size, 3))
-    try:
-        table = _decode_all(scan, scratch, image_size, _resolve_workers(workers, len(scan.candidates)))
-        skipped = {r: sorted(table.loc[table["reason"] == r, "path"]) for r in SKIP_REASONS}
-        skipped["hidden"] = scan.hidden  # hidden files are never decoded
-        labelled, challenge, duplicates, dropped = _clean(table[table["reason"] == ""], scan, min_images_per_id)
-        _warn_about(scan, skipped, duplicates, dropped, min_images_per_id)
-        if labelled.empty:
-            raise LossbenchError(
-                f"no identity in {scan.root} has at least min_images_per_id={min_images_per_id} usable images; "
-                "add images or lower min_images_per_id"
-            )
-        manifest = _build_manifest(labelled, challenge, scan, val_ids, test_ids, queries_per_id, query_domain, seed,
-                                   folds, fold)
-        check_no_leaks(manifest)
-        write_images(out_dir, scratch, manifest["source"].to_numpy())
-        write_manifest(out_dir, manifest)
-    finally:
-        del scratch
-        scratch_path.unlink(missing_ok=True)
+    _refuse_links(scan)
+    shape = (len(scan.candidates), image_size, image_size, 3)
+    with staged_folder(out_dir) as staging:
+        scratch, scratch_path = scratch_array(staging, shape)
+        try:
+            workers = _resolve_workers(workers, len(scan.candidates))
+            table = _decode_all(scan, scratch, image_size, max_image_pixels, workers)
+            skipped, causes = _skipped(scan, table)
+            labelled, challenge, duplicates, dropped = _clean(table[table["reason"] == ""], scan, min_images_per_id)
+            _warn_about(scan, skipped, duplicates, dropped, min_images_per_id)
+            if labelled.empty:
+                raise LossbenchError(
+                    f"no identity in {scan.root} has at least min_images_per_id={min_images_per_id} usable images; "
+                    "add images or lower min_images_per_id"
+                )
+            manifest, mixed = _build_manifest(labelled, challenge, scan, val_ids, test_ids, queries_per_id,
+                                              query_domain, query_domain_missing, seed, folds, fold)
+            _warn_mixed(mixed, query_domain, query_domain_missing)
+            check_no_leaks(manifest)
+            notes = check_manifest(manifest)
+            for note in notes:
+                warnings.warn(note, UserWarning, stacklevel=2)
+            write_images(staging, scratch, manifest["source"].to_numpy())
+        finally:
+            del scratch
+            scratch_path.unlink(missing_ok=True)
+        digest = write_manifest(staging, manifest)
 
     settings = {
         "image_size": image_size,
@@ -337,6 +425,10 @@ def preprocess_dataset(
         "fold": fold,
         "queries_per_id": queries_per_id,
         "query_domain": query_domain,
+        "query_domain_missing": query_domain_missing,
         "min_images_per_id": min_images_per_id,
+        "max_image_pixels": max_image_pixels,
     }
-    return _report(scan, manifest, skipped, dropped, duplicates, settings)
+    report = _report(scan, manifest, skipped, causes, dropped, duplicates, settings)
+    without = {"policy": query_domain_missing, "identities": mixed}
+    return {**report, "without_query_domain": without, "warnings": notes, "digest": digest}
