@@ -1,6 +1,9 @@
 """Stage ``featurize``: backbone features computed once, shared by every frozen-backbone run."""
 
+from lossbench import paths
 from lossbench.config import load_params
+from lossbench.data.checks import check_batches_fit
+from lossbench.data.store import load_processed
 from lossbench.inference.runs import featurize
 from lossbench.runtime import pick_device, set_threads
 from lossbench.stage import run_stage
@@ -8,6 +11,8 @@ from lossbench.stage import run_stage
 
 def main() -> str:
     params = load_params()
+    _, manifest = load_processed(paths.PROCESSED)  # before the expensive backbone pass: batches must fit the split
+    check_batches_fit(manifest, [(s.name, s.train.ids_per_batch) for s in params.loss_specs() if s.trains])
     set_threads(params.train.threads)
     return featurize(params, pick_device())
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from loss_options import full_options  # tests/loss_options.py
@@ -13,6 +16,7 @@ from lossbench.losses import LOSSES, LossContext, create_loss
 from lossbench.metrics.ranking import evaluate_retrieval
 from lossbench.models import EmbeddingModel, ProjectionHead, create_backbone
 from lossbench.models.backbones import Backbone
+from lossbench.training.run import _validation
 from lossbench.training.trainer import Trainer, TrainSettings, ValidationSet
 
 DIM, SIGNAL_DIMS = 16, 4
@@ -163,6 +167,21 @@ def test_early_stopping_keeps_the_best_epoch(data):
     assert result.history[result.best_epoch]["val_top1"] == result.best_value
     if result.stopped_early:
         assert len(values) - 1 - result.best_epoch == 2
+
+
+def test_without_usable_validation_the_last_epoch_is_kept(data):
+    trainer = make_trainer(data, "supcon", epochs=3)
+    trainer.validation = None
+    result = trainer.fit()
+    assert result.best_epoch == 2 and result.epochs_trained == 3 and not result.stopped_early
+
+
+def test_a_val_split_of_one_identity_is_not_used_to_rank_epochs():
+    val = pd.DataFrame(
+        {"identity": ["a"] * 3, "split": ["val"] * 3, "label": [0] * 3, "role": ["query", "gallery", "gallery"]}
+    )
+    with pytest.warns(UserWarning, match="cannot rank epochs"):
+        assert _validation(None, SimpleNamespace(val=val), None, torch.device("cpu")) is None
 
 
 def tiny_image_data(num_ids: int = 6, per_id: int = 4, size: int = 16):

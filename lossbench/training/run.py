@@ -7,8 +7,11 @@ training objective goes through the training loop in between.
 
 from __future__ import annotations
 
+import warnings
+
 from lossbench import paths
 from lossbench.config import LossSpec, Params
+from lossbench.data.checks import val_ranking_problem
 from lossbench.inference.checkpoint import save_model
 from lossbench.inference.encoders import Encoder, FeatureEncoder, ImageEncoder
 from lossbench.inference.features import FeatureCache
@@ -56,6 +59,10 @@ def _validation(
     model: EmbeddingModel | HeadModel, splits: Splits, cache: FeatureCache | None, device
 ) -> ValidationSet | None:
     if splits.val.empty:
+        return None
+    problem = val_ranking_problem(splits.val)
+    if problem:  # like no val split: the trainer keeps the last epoch
+        warnings.warn(problem, UserWarning, stacklevel=2)
         return None
     encoder = eval_encoder(model, splits.images, splits.val["row"].to_numpy(), cache, device)
     return ValidationSet(encoder, splits.val["label"].to_numpy(), (splits.val["role"] == "query").to_numpy())
