@@ -7,10 +7,11 @@ BIN := $(VENV)/bin
 
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: requirements.txt
+$(VENV)/.installed: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --upgrade --quiet pip
 	$(BIN)/pip install -r requirements.txt
+	$(BIN)/pip install --no-deps --quiet -e .   # the `lossbench` command (editable: runs this checkout's code)
 	touch $@
 
 repro: setup

@@ -117,6 +117,7 @@ def make_repo(root: Path, tiny: bool) -> None:
         tiny_params(root / "params.yaml")
     run(["git", "init", "-q"], root)
     dvc("init", "-q", cwd=root)
+    shutil.copytree(ROOT / ".dvc" / "plots", root / ".dvc" / "plots")  # the plot templates dvc.yaml names
     dvc("config", "core.analytics", "false", cwd=root)
     commit(root, "project")
 

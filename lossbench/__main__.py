@@ -1,5 +1,6 @@
-"""``python -m lossbench <command>``: search the test gallery with image files, apply a preset, or check a
-data folder.
+"""lossbench command line: search the test gallery with image files, apply a preset, or check a data folder.
+
+Installed as ``lossbench`` by ``make`` (``python -m lossbench`` works too).
 
 Commands are registered in :data:`COMMANDS`; each adds its arguments and runs with the parsed namespace (a command
 may return an exit status). A user error prints one ``error: …`` line with the fix and exits with status 2.
@@ -12,16 +13,17 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from lossbench import __version__
 from lossbench.errors import LossbenchError
 from lossbench.stage import one_line_warnings
 
 EXAMPLES = """examples (from the project root, after `dvc repro`):
-  python -m lossbench search face.jpg other.png -k 5 --grid results.png
-  python -m lossbench search face.jpg --loss triplet
-  python -m lossbench preset --list
-  python -m lossbench preset clip-vit-b32           # print the `dvc exp run -S ...` command
-  python -m lossbench preset clip-vit-b32 --apply   # or rewrite params.yaml, then `dvc repro`
-  python -m lossbench check-data path/to/faces      # before `dvc add`: links, unreadable entries, layout
+  lossbench search face.jpg other.png -k 5 --grid results.png
+  lossbench search face.jpg --loss triplet
+  lossbench preset --list
+  lossbench preset clip-vit-b32           # print the `dvc exp run -S ...` command
+  lossbench preset clip-vit-b32 --apply   # or rewrite params.yaml, then `dvc repro`
+  lossbench check-data path/to/faces      # before `dvc add`: links, unreadable entries, layout
 """
 
 
@@ -140,6 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, cmd in COMMANDS.items():
         cmd.configure(commands.add_parser(name, help=cmd.help, description=cmd.help))

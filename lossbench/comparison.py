@@ -143,7 +143,8 @@ def compare(params: Params) -> str:
     )
     write_tables(rows, study, paths.COMPARISON)
     _write_metrics(params, verdicts)
-    _figures(params, rows, runs)
+    _figures(params, rows)
+    _plot_tables(params)
     print(to_markdown(rows, study))
     headline = verdicts[HEADLINE_METRIC]
     best = next(loss for loss, v in headline.items() if v.best)
@@ -190,7 +191,37 @@ def _curves(loss: str, seeds: list[int], name: str, x: str, y: str) -> list[tupl
     return [(frame[x].to_numpy(), frame[y].to_numpy()) for frame in frames]
 
 
-def _figures(params: Params, rows: list, runs: Runs) -> None:
+PLOT_TABLES = {"roc": ("fpr", "tpr"), "cmc": ("rank", "accuracy")}
+"""Test curves of every run that :func:`_plot_tables` gathers: curve name -> (x, y) columns."""
+
+
+def _plot_tables(params: Params) -> None:
+    """One long table per curve (``loss``, ``seed``, x, y) for dvc.yaml's top-level plots, which overlay the losses.
+
+    ROC keeps the points with FPR > 0 (its plot has a log FPR axis); the validation curves (one row per epoch)
+    cover the trained losses only: ``baseline`` has no epochs.
+    """
+    from lossbench.training.logging import read_epochs
+
+    out = paths.PLOTS
+    out.mkdir(parents=True, exist_ok=True)
+    runs = [(loss, seed) for loss in params.losses for seed in params.seeds]
+    for name, (x, y) in PLOT_TABLES.items():
+        frames = [
+            pd.read_csv(paths.curves_dir(*run) / f"{name}.csv")[[x, y]].assign(loss=run[0], seed=run[1]) for run in runs
+        ]
+        table = pd.concat(frames, ignore_index=True)
+        if name == "roc":
+            table = table[table["fpr"] > 0]
+        table[["loss", "seed", x, y]].to_csv(out / f"{name}.csv", index=False, float_format="%.6g")
+    epochs = [(run, read_epochs(paths.train_log_dir(*run))) for run in runs]
+    frames = [table.assign(loss=run[0], seed=run[1]) for run, table in epochs if table is not None]
+    columns = ["loss", "seed", "epoch", "train_loss", "val_top1", "val_top5", "val_mAP"]
+    val = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
+    val.reindex(columns=columns).to_csv(out / "val.csv", index=False, float_format="%.6g")
+
+
+def _figures(params: Params, rows: list) -> None:
     from lossbench.report.figures import interval_bars, seed_curves
 
     out = paths.FIGURES / "comparison"

@@ -14,6 +14,7 @@ WEIGHTS_RECORD = Path("data/weights.json")
 CHECKPOINTS = Path("checkpoints")  # resume state, git- and dvc-ignored
 FIGURES = Path("figures")
 COMPARISON = Path("metrics/comparison")
+PLOTS = Path("metrics/plots")  # long tables (loss, seed, x, y) behind dvc.yaml's top-level plots
 HEADLINE_METRICS = Path("metrics/metrics.json")
 SUMMARY_METRICS = Path("metrics/summary.json")
 SUBMISSION = Path("submission.json")

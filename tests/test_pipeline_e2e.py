@@ -7,6 +7,7 @@ a few minutes.
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +16,7 @@ import pytest
 import yaml
 
 pytestmark = pytest.mark.e2e
+ROOT = Path(__file__).resolve().parents[1]
 
 
 ENV: dict[str, str] = {}
@@ -68,6 +70,7 @@ def repo(tmp_path_factory, copy_project, subprocess_env) -> Path:
     tiny_params(root / "params.yaml")
     run(["git", "init", "-q"], root)
     dvc("init", "-q", cwd=root)
+    shutil.copytree(ROOT / ".dvc" / "plots", root / ".dvc" / "plots")  # the plot templates dvc.yaml names
     dvc("config", "core.analytics", "false", cwd=root)
     run(["git", "add", "-A"], root)
     run(["git", "commit", "-qm", "tiny project"], root)
@@ -105,6 +108,21 @@ def test_repro_runs_every_stage_and_writes_every_artifact(repo, reproduced):
     summary = json.loads((repo / "metrics/summary.json").read_text())
     assert set(summary) == set(LOSSES) and any(v["tied_with_best"] for v in summary.values())
     assert dvc("status", cwd=repo).stdout.count("changed") <= 2  # only the always-run `weights` stage
+
+
+def test_plots_overlay_the_losses(repo, reproduced):
+    shown = json.loads(dvc("plots", "show", "--json", cwd=repo).stdout)
+    assert not shown.get("errors"), shown["errors"]
+    series = {
+        name.split(",")[0].split()[0]: {row["loss"] for row in plots[0]["content"]["data"]["values"]}
+        for name, plots in shown["data"].items()
+        if plots and plots[0]["type"] == "vega"
+    }
+    assert series == {"ROC": set(LOSSES), "CMC": set(LOSSES), "Validation": set(LOSSES) - {"baseline"}}
+    roc = next(plots[0]["content"] for name, plots in shown["data"].items() if name.startswith("ROC"))
+    assert roc["encoding"]["x"]["scale"] == {"type": "log"} and roc["encoding"]["color"]["field"] == "loss"
+    images = [name for name, plots in shown["data"].items() if plots and plots[0]["type"] == "image"]
+    assert len(images) == 4
 
 
 def test_switching_the_headline_runs_no_training_and_shows_in_metrics_diff(repo, reproduced):

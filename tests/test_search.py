@@ -157,7 +157,7 @@ def test_grid_judges_known_identities_and_not_unknown_ones(in_project, tmp_path,
     "args, message",
     [
         (["missing.png"], "query image missing.png not found"),
-        (["params.yaml"], "query image params.yaml is not a readable image (not_an_image)"),
+        (["params.yaml"], "query image params.yaml is not a readable image (not_an_image: cannot identify image file"),
         (["data/synthetic", "-k", "3"], "query image data/synthetic is a folder"),
         (
             ["IMAGE", "--loss", "nope"],

@@ -16,6 +16,7 @@ from lossbench.losses import LOSSES, LossContext, create_loss
 from lossbench.metrics.ranking import evaluate_retrieval
 from lossbench.models import EmbeddingModel, ProjectionHead, create_backbone
 from lossbench.models.backbones import Backbone
+from lossbench.training.logging import DvcLiveLogger, read_epochs
 from lossbench.training.run import _validation
 from lossbench.training.trainer import Trainer, TrainSettings, ValidationSet
 
@@ -222,3 +223,17 @@ def test_freeze_semantics_in_the_training_loop(freeze):
     unchanged = all(torch.equal(before[k], after[k]) for k in before)
     assert unchanged is freeze  # frozen: bit-identical (weights and BN stats); unfrozen: really trained
     assert any(not torch.equal(head_before[k], model.head.state_dict()[k]) for k in head_before)
+
+
+def test_logged_epochs_read_back_as_one_table(tmp_path):
+    logger = DvcLiveLogger(tmp_path / "log")
+    for epoch, (loss, mAP) in enumerate([(2.0, 0.25), (1.5, 0.5)]):
+        logger.log_epoch(epoch, {"epoch": epoch + 1, "train_loss": loss, "val_mAP": mAP})
+    logger.close()
+    table = read_epochs(tmp_path / "log")
+    assert table.sort_index(axis=1).to_dict("list") == {
+        "epoch": [1, 2],
+        "train_loss": [2.0, 1.5],
+        "val_mAP": [0.25, 0.5],
+    }
+    assert read_epochs(tmp_path / "never_logged") is None
