@@ -63,6 +63,11 @@ def ran_stages(output: str) -> set[str]:
     return {line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage '")}
 
 
+def restored_stages(output: str) -> set[str]:
+    """Stages DVC took from its run cache (the same inputs ran before, e.g. in an earlier experiment)."""
+    return {line.split("'")[1] for line in output.splitlines() if "is cached - skipping run" in line}
+
+
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory, copy_project, subprocess_env) -> Path:
     ENV.update(subprocess_env)
@@ -125,10 +130,60 @@ def test_plots_overlay_the_losses(repo, reproduced):
     assert len(images) == 4
 
 
+def test_a_dvc_remote_shares_results_and_experiments_with_another_clone(repo, reproduced, tmp_path_factory):
+    """README's remote workflow: commit + `dvc push` here; clone + `dvc pull` there runs nothing; experiments
+    travel with `dvc exp push` / `dvc exp pull`."""
+    shared = tmp_path_factory.mktemp("shared")
+    run(["git", "init", "-q", "--bare", str(shared / "origin.git")], shared)
+    run(["git", "remote", "add", "origin", str(shared / "origin.git")], repo)
+    dvc("remote", "add", "-d", "storage", str(shared / "dvc-storage"), cwd=repo)
+    run(["git", "add", "-A"], repo)
+    run(["git", "commit", "-qm", "default study"], repo)
+    run(["git", "push", "-q", "origin", "HEAD:main"], repo)
+    dvc("push", cwd=repo)
+    clone = shared / "clone"
+    run(["git", "clone", "-q", "-b", "main", str(shared / "origin.git"), str(clone)], shared)
+    dvc("pull", cwd=clone)
+    assert ran_stages(dvc("repro", cwd=clone).stdout) == {"weights"}  # always run: it only re-hashes the weights
+    assert (clone / "models/arcface/seed0").is_dir() and dvc("status", cwd=clone).stdout.count("changed") <= 2
+
+    dvc("exp", "run", "-n", "headline-triplet", "-S", "loss=triplet", cwd=repo)
+    dvc("exp", "push", "origin", "headline-triplet", cwd=repo)
+    dvc("exp", "pull", "origin", "headline-triplet", cwd=clone)
+    shown = json.loads(dvc("exp", "show", "--json", cwd=clone).stdout)
+    assert "headline-triplet" in json.dumps(shown)
+    dvc("exp", "apply", "headline-triplet", cwd=clone)
+    assert json.loads((clone / "metrics/metrics.json").read_text())["loss"] == "triplet"
+    run(["git", "checkout", "-q", "--", "."], repo)  # the next tests start from the committed study
+    dvc("checkout", "-q", cwd=repo)
+
+
+def test_the_run_cache_through_a_remote_spares_a_coordinator_every_run(repo, reproduced):
+    """Workers `dvc push --run-cache`; on a commit without their dvc.lock entries a coordinator's
+    `dvc repro --pull` restores every run from the run cache instead of training (README, *Several machines*)."""
+    shared = Path(run(["git", "remote", "get-url", "origin"], repo).stdout.strip()).parent  # from the test above
+    dvc("push", "--run-cache", cwd=repo)
+    coordinator = shared / "coordinator"
+    run(["git", "clone", "-q", "-b", "main", str(shared / "origin.git"), str(coordinator)], shared)
+    first = run(["git", "rev-list", "--max-parents=0", "HEAD"], coordinator).stdout.strip()
+    run(["git", "checkout", "-q", first], coordinator)  # the project before any result was committed
+    assert not (coordinator / "dvc.lock").exists()
+    dvc("remote", "add", "-d", "storage", str(shared / "dvc-storage"), cwd=coordinator)
+    result = dvc("repro", "--pull", cwd=coordinator)  # pulls the run cache and the outputs it points to
+    ran = ran_stages(result.stdout)
+    assert not ran & run_stages(), ran  # no run trains: each is restored from the pulled run cache
+    # always run, persistent or git-tracked outputs: DVC keeps no run cache for those stages (all cheap)
+    assert ran <= {"weights", "preprocess", "featurize", "compare"}, ran
+    for loss in LOSSES:
+        assert f"Stage 'run@{loss}-0' is cached - skipping run" in result.stdout
+    for name in ("metrics/metrics.json", "metrics/runs/arcface/seed1.json"):
+        assert (coordinator / name).read_text() == (repo / name).read_text()
+
+
 def test_switching_the_headline_runs_no_training_and_shows_in_metrics_diff(repo, reproduced):
     before = json.loads((repo / "metrics/metrics.json").read_text())
     result = dvc("exp", "run", "-S", "loss=triplet", cwd=repo)
-    ran = ran_stages(result.stdout)
+    ran = ran_stages(result.stdout) | restored_stages(result.stdout)  # submit ran for triplet in the remote test
     assert ran == {"weights", "compare", "submit"}, ran  # weights only re-hashes; compare and submit read `loss`
     after = json.loads((repo / "metrics/metrics.json").read_text())
     summary = json.loads((repo / "metrics/summary.json").read_text())
