@@ -9,8 +9,8 @@ Two comparisons, because AdamW turns float noise into learning-rate-sized steps 
 gradient is zero — the bias in front of the head's BatchNorm, which the normalisation cancels (and, in front of
 that, the linear backbone's bias): such a parameter follows its rounding errors, in one process as in two.
 So whole runs (2 epochs of 2 steps, validation, early stopping, weights) are compared with the plain linear
-head, and the first step's loss and gradients (before AdamW) with the MLP head, whose BatchNorm must see the
-global batch.
+head, and the first step's gradients (before AdamW) and BatchNorm statistics with the MLP head, whose BatchNorm
+must see the global batch. Both heads use dropout 0.2: the ranks draw it alike, as one process does.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ WORLD = 2
 DIM, IDS, PER_ID = 12, 8, 4
 CASES = [f"{loss}-{backbone}" for loss in ("arcface", "supcon") for backbone in ("frozen", "trained")]
 RESUMED = "arcface-trained"
-LINEAR, MLP = 0, 16  # head hidden width: 0 = Dropout → Linear; 16 = Linear → BatchNorm → GELU → Linear
+LINEAR, MLP = 0, 16  # head hidden width: 0 = Dropout → Linear; 16 = Linear → BatchNorm → GELU → Dropout → Linear
 TIMEOUT = timedelta(seconds=120)  # guards against a hang only: a failing rank never leaves the other waiting forever
 
 
@@ -64,7 +64,7 @@ def make_trainer(case: str, hidden: int, **kwargs) -> Trainer:
     torch.manual_seed(0)
     body = nn.Identity() if frozen else nn.Linear(DIM, DIM)
     backbone = Backbone(body, DIM, mean=(0.5,) * 3, std=(0.5,) * 3, input_size=16, spec="test")
-    model = EmbeddingModel(backbone, ProjectionHead(DIM, 8, hidden=hidden, dropout=0.0), freeze=frozen)
+    model = EmbeddingModel(backbone, ProjectionHead(DIM, 8, hidden=hidden, dropout=0.2), freeze=frozen)
     torch.manual_seed(1)
     options = full_options(loss_name, **({"scale": 16.0} if loss_name == "arcface" else {}))
     loss_fn = create_loss(loss_name, num_classes=IDS, embed_dim=8, **options)

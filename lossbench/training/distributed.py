@@ -9,7 +9,8 @@ The rule the trainer follows on N ranks (``TrainStep``): every rank runs the bac
 global P×K batch, the shares' features are gathered (with gradients), and every rank computes the head and the
 loss on the whole global batch. So every loss — in-batch (triplet, contrastive, clip, supcon) or classification
 (arcface, cosface, center_ce) — sees exactly the batch one process would, and so does the head's BatchNorm.
-Gradients: every rank's loss L is the same, so the gather's backward sums the ranks' gradients of each slot
+Every rank draws the head's dropout from the same random stream, so every rank's loss L is the same (its share's
+augmentation and backbone draw from its own, ``rank_stream``). Gradients: as L is the same everywhere, so the gather's backward sums the ranks' gradients of each slot
 (N · ∂L/∂fᵣ for rank r's rows) and DDP's average over the ranks turns the backbone's N-fold gradients back into
 ∂L/∂θ; the head and the loss-owned parameters get ∂L/∂W on every rank, averaged to ∂L/∂W. The result equals one
 process on the global batch (``tests/test_distributed.py``).
@@ -23,6 +24,7 @@ from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
+import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
@@ -89,6 +91,21 @@ def from_main(value: Any) -> Any:
     box = [value]
     dist.broadcast_object_list(box, src=0)
     return box[0]
+
+
+@contextmanager
+def rank_stream(*keys: int) -> Iterator[None]:
+    """Inside the block torch draws from this rank's own random stream, seeded by (``keys``, rank); after it the
+    shared stream continues where it was. For the work on a rank's share (augmentation, the backbone's dropout):
+    the ranks' draws are independent, while the head and the loss on the global batch draw alike on every rank.
+    One process: no change at all."""
+    if world_size() == 1:
+        yield
+        return
+    devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(int(np.random.SeedSequence([*keys, rank()]).generate_state(1)[0]))
+        yield
 
 
 class _GatherWithGrad(torch.autograd.Function):

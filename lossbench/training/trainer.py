@@ -116,10 +116,6 @@ def _state_copy(model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
 
 
-RANK_SEED_STRIDE = 2**32
-"""Rank r seeds torch with the epoch's seed + r × this: independent dropout and augmentation on every rank."""
-
-
 class TrainStep(nn.Module):
     """A step's forward as one module (the unit DDP wraps, so loss-owned parameters are averaged too): the
     backbone on this rank's rows, their features gathered into the global batch (with gradients), the head and
@@ -130,10 +126,11 @@ class TrainStep(nn.Module):
         super().__init__()
         self.model, self.loss_fn, self.encoder, self.device = model, loss_fn, encoder, device
 
-    def forward(self, inputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    def forward(self, inputs: torch.Tensor, labels: torch.Tensor, seed: tuple[int, ...]) -> torch.Tensor:
         with torch.autocast(self.device.type, enabled=self.device.type == "cuda"):
-            features = distributed.gather_with_grad(self.encoder.backbone_features(self.model, inputs))
-            embeddings = self.model.embed_features(features)
+            with distributed.rank_stream(*seed):  # the backbone's dropout: this rank's own draws
+                features = self.encoder.backbone_features(self.model, inputs)
+            embeddings = self.model.embed_features(distributed.gather_with_grad(features))
         return self.loss_fn(embeddings.float(), labels)
 
 
@@ -220,7 +217,7 @@ class Trainer:
 
     def train_epoch(self, epoch: int) -> float:
         """One epoch; returns the mean loss per sample (of the global batches: the same on every rank)."""
-        torch.manual_seed(self._epoch_seed(epoch) + self.rank * RANK_SEED_STRIDE)
+        torch.manual_seed(self._epoch_seed(epoch))
         self.sampler.set_epoch(epoch)
         view_rng = torch.Generator().manual_seed(self._epoch_seed(epoch))
         views = getattr(self.encoder, "views", 1)
@@ -234,12 +231,13 @@ class Trainer:
             leave=False,
             disable=None if self.main else True,
         )  # None: no bar when stderr is not a terminal (logs keep the per-epoch line)
-        for batch in bar:
+        for step, batch in enumerate(bar):
             idx = np.asarray(batch)  # the global batch; views drawn for all of it, so they match one process's
             view = torch.randint(views, (len(idx),), generator=view_rng).numpy()
-            inputs = self.encoder.inputs(idx[self.share], view[self.share])
+            with distributed.rank_stream(self._epoch_seed(epoch), step, 0):  # augmentation: this rank's own draws
+                inputs = self.encoder.inputs(idx[self.share], view[self.share])
             labels = self.labels[idx].to(self.device)
-            loss = self.step(inputs, labels)
+            loss = self.step(inputs, labels, (self._epoch_seed(epoch), step, 1))
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"{self.desc}: loss became {loss.item()} at epoch {epoch + 1}; lower train.lr")
             self.optimizer.zero_grad(set_to_none=True)
