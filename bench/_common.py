@@ -75,3 +75,14 @@ def params(path: Path = ROOT / "params.yaml"):
     from lossbench.config import load_params
 
     return load_params(path)
+
+
+def make_images(directory: Path, count: int, size: int, seed: int):
+    """A read-only uint8 memmap of ``count`` random ``size``² RGB images (content does not change the timings)."""
+    import numpy as np
+
+    path = directory / f"images_{size}.npy"
+    array = np.lib.format.open_memmap(path, mode="w+", dtype=np.uint8, shape=(count, size, size, 3))
+    array[:] = np.random.default_rng(seed).integers(0, 256, size=array.shape, dtype=np.uint8)
+    array.flush()
+    return np.load(path, mmap_mode="r")

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _common import interleaved, params, setup, table  # first: it configures the environment
+from _common import interleaved, make_images, params, setup, table  # first: it configures the environment
 
 from lossbench.inference.encoders import FeatureEncoder, ImageEncoder
 from lossbench.inference.features import compute_features
@@ -47,15 +47,6 @@ class Case:
     ids_per_batch: int
     images_per_id: int
     steps: int
-
-
-def make_images(directory: Path, count: int, size: int, seed: int) -> np.ndarray:
-    """A read-only uint8 memmap of random images (content does not change the timings)."""
-    path = directory / f"images_{size}.npy"
-    array = np.lib.format.open_memmap(path, mode="w+", dtype=np.uint8, shape=(count, size, size, 3))
-    array[:] = np.random.default_rng(seed).integers(0, 256, size=array.shape, dtype=np.uint8)
-    array.flush()
-    return np.load(path, mmap_mode="r")
 
 
 def run_case(case: Case, p, storage: Path, repeats: int) -> list[object]:

@@ -97,3 +97,21 @@ def test_too_few_identities_is_a_clear_error():
 def test_degenerate_batches_are_clear_errors(p, k, pattern):
     with pytest.raises(LossbenchError, match=pattern):
         PKSampler(LABELS, p, k, seed=0)
+
+
+@pytest.mark.parametrize("world_size", [1, 2, 4])
+def test_ranks_share_each_batch_as_disjoint_whole_identities(world_size):
+    sampler = PKSampler(LABELS, 4, 2, seed=0)
+    shares = [sampler.share(rank, world_size) for rank in range(world_size)]
+    for batch in batches(sampler):
+        parts = [batch[share] for share in shares]
+        assert [i for part in parts for i in part] == batch  # rank order puts the global batch back together
+        ids = [set(LABELS[part].tolist()) for part in parts]
+        assert all(len(part_ids) == 4 // world_size for part_ids in ids)
+        assert len(set.union(*ids)) == 4  # no identity on two ranks
+        assert all(Counter(LABELS[part].tolist()) == dict.fromkeys(part_ids, 2) for part, part_ids in zip(parts, ids))
+
+
+def test_batches_that_do_not_split_over_the_ranks_are_a_clear_error():
+    with pytest.raises(LossbenchError, match=r"ids_per_batch=3 .* 2 processes.*multiple of 2"):
+        PKSampler(LABELS, 3, K, seed=0).share(0, 2)

@@ -10,6 +10,7 @@ import pytest
 import torch
 from loss_options import full_options  # tests/loss_options.py
 from torch import nn
+from train_settings import train_settings  # tests/train_settings.py
 
 from lossbench.inference.encoders import FeatureEncoder, ImageEncoder
 from lossbench.losses import LOSSES, LossContext, create_loss
@@ -18,7 +19,7 @@ from lossbench.models import EmbeddingModel, ProjectionHead, create_backbone
 from lossbench.models.backbones import Backbone
 from lossbench.training.logging import DvcLiveLogger, read_epochs
 from lossbench.training.run import _validation
-from lossbench.training.trainer import Trainer, TrainSettings, ValidationSet
+from lossbench.training.trainer import Trainer, ValidationSet
 
 DIM, SIGNAL_DIMS = 16, 4
 TRAINABLE = [name for name, cls in LOSSES.items() if cls.needs_training]
@@ -64,20 +65,7 @@ def make_trainer(
 ) -> Trainer:
     train_feats, train_labels, val_feats, val_labels, is_query = data
     model = feature_model(seed)
-    settings = TrainSettings(
-        epochs=epochs,
-        ids_per_batch=4,
-        images_per_id=4,
-        lr=1e-2,
-        weight_decay=1e-4,
-        backbone_lr_mult=1.0,
-        warmup_epochs=1,
-        grad_clip=5.0,
-        patience=50,
-        monitor="val_top1",
-        eval_batch_size=256,
-        seed=seed,
-    )
+    settings = train_settings(epochs=epochs, seed=seed)
     torch.manual_seed(seed + 2)
     options = TEST_OPTIONS.get(loss_name, {}) if loss_options is None else loss_options
     options = full_options(loss_name, **options)
@@ -203,19 +191,8 @@ def test_freeze_semantics_in_the_training_loop(freeze):
     head_before = {k: v.clone() for k, v in model.head.state_dict().items()}
     transform = build_train_transform(16, backbone.mean, backbone.std)
     encoder = ImageEncoder(images, np.arange(len(images)), transform, torch.device("cpu"))
-    settings = TrainSettings(
-        epochs=2,
-        ids_per_batch=3,
-        images_per_id=2,
-        lr=1e-2,
-        weight_decay=0.0,
-        backbone_lr_mult=1.0,
-        warmup_epochs=1,
-        grad_clip=5.0,
-        patience=5,
-        monitor="val_top5",
-        eval_batch_size=256,
-        seed=0,
+    settings = train_settings(
+        epochs=2, ids_per_batch=3, images_per_id=2, weight_decay=0.0, patience=5, monitor="val_top5"
     )
     loss = create_loss("triplet", num_classes=6, embed_dim=8, **full_options("triplet"))
     Trainer(model, loss, encoder, labels, settings).fit()

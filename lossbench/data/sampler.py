@@ -19,6 +19,9 @@ class PKSampler:
     replacement; an identity with fewer than K images contributes all of them plus draws *with
     replacement* to reach K (so it may repeat images). Batches are identity-major: K consecutive
     indices per identity. The order depends only on (seed, epoch): call `set_epoch` before each epoch.
+
+    Data-parallel training draws the same global batches on every rank; `share` says which rows of each batch a
+    rank embeds (a disjoint group of whole identities).
     """
 
     def __init__(
@@ -58,6 +61,17 @@ class PKSampler:
     def set_epoch(self, epoch: int) -> None:
         """Select the epoch whose (deterministic) batches `__iter__` yields."""
         self.epoch = epoch
+
+    def share(self, rank: int, world_size: int) -> slice:
+        """The rows of every batch that rank ``rank`` of ``world_size`` embeds: P / world_size whole identities
+        (consecutive blocks in rank order, so the ranks' shares put back in order are the batch)."""
+        if self.ids_per_batch % world_size:
+            raise LossbenchError(
+                f"ids_per_batch={self.ids_per_batch} cannot be split evenly over {world_size} processes; "
+                f"set train.ids_per_batch to a multiple of {world_size}"
+            )
+        rows = self.ids_per_batch // world_size * self.images_per_id
+        return slice(rank * rows, (rank + 1) * rows)
 
     def _batches_per_pass(self) -> int:
         return len(self.indices_per_id) // self.ids_per_batch

@@ -45,6 +45,9 @@ class Encoder(Protocol):
     def forward(self, model: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
         """Embeddings (or features) for a batch of inputs."""
 
+    def backbone_features(self, model: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
+        """What ``model.embed_features`` takes for a batch of inputs (the first half of a training forward)."""
+
     def __len__(self) -> int: ...
 
 
@@ -119,6 +122,9 @@ class ImageEncoder:
     def forward(self, model: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
         return getattr(model, self.call)(inputs)
 
+    def backbone_features(self, model: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
+        return model.features(inputs)
+
 
 class FeatureEncoder:
     """Cached backbone features ``[views, rows, dim]``; training picks one view per sample."""
@@ -142,6 +148,9 @@ class FeatureEncoder:
 
     def forward(self, model: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
         return model.embed_features(inputs)
+
+    def backbone_features(self, model: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
+        return inputs  # already the backbone's
 
 
 def iter_batches(n: int, batch_size: int) -> Iterator[np.ndarray]:

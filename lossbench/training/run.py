@@ -2,7 +2,8 @@
 
 Every row of the comparison follows the same path: the model is built (the untrained ``baseline`` gets the
 normalise-only head), validated on the val split, and saved with its resolved config; only a loss with a
-training objective goes through the training loop in between.
+training objective goes through the training loop in between. Under torchrun every rank trains (data-parallel)
+and rank 0 alone writes; the others wait at a barrier until it has.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from lossbench.io import atomic_write_json
 from lossbench.losses import LossContext, create_loss
 from lossbench.models import EmbeddingModel, HeadModel
 from lossbench.runtime import pick_device, set_threads
+from lossbench.training import distributed
 from lossbench.training.logging import DvcLiveLogger
 from lossbench.training.trainer import Trainer, TrainSettings, ValidationSet, config_hash
 
@@ -100,7 +102,7 @@ def train_run(params: Params, name: str, seed: int) -> str:
             context=context,
             **spec.options,
         ).to(device)
-        logger = DvcLiveLogger(paths.train_log_dir(name, seed))
+        logger = DvcLiveLogger(paths.train_log_dir(name, seed)) if distributed.is_main() else None
         trainer = Trainer(
             model,
             loss_fn,
@@ -114,14 +116,17 @@ def train_run(params: Params, name: str, seed: int) -> str:
             desc=label,
         )
         result = trainer.fit()
-        logger.close()
+        if logger:
+            logger.close()
         best = result.history[result.best_epoch] if result.best_epoch >= 0 else {}
         kept = {k: v for k, v in best.items() if k.startswith("val_")}
         summary = {**result.summary(settings.monitor), **kept}
         state = result.best_state
         note = f"{result.epochs_trained} epochs, best epoch {result.best_epoch + 1}, val {_fmt(kept)}"
-    save_model(paths.model_dir(name, seed), state, {**config, "summary": summary})
-    atomic_write_json(paths.train_log_dir(name, seed) / "summary.json", summary)
+    if distributed.is_main():
+        save_model(paths.model_dir(name, seed), state, {**config, "summary": summary})
+        atomic_write_json(paths.train_log_dir(name, seed) / "summary.json", summary)
+    distributed.barrier()
     return f"{label}: {note}"
 
 

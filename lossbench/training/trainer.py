@@ -4,6 +4,11 @@ AdamW with per-group learning rates (backbone, head, loss-owned weights), warm-u
 gradient clipping, early stopping on a validation retrieval metric, the best weights kept, a resume
 file written after every epoch (an interrupted run continues to the same result), and per-epoch seeding
 so that the same parameters give the same weights on CPU. AMP is used on a GPU; channels_last everywhere.
+
+Under ``torchrun`` with several processes the same loop trains data-parallel (``lossbench.training.distributed``):
+every rank draws the same global P×K batches, runs the backbone on its share of the identities, and computes the
+head and the loss on the gathered global batch; only rank 0 validates (the others receive its metrics, so early stopping is decided
+identically) and writes the resume file and the curves.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from lossbench.data.sampler import PKSampler
 from lossbench.inference.encoders import Encoder, encode_all
 from lossbench.io import atomic_torch_save
 from lossbench.metrics.ranking import evaluate_retrieval
+from lossbench.training import distributed
 from lossbench.training.early_stopping import EarlyStopping
 from lossbench.training.schedule import warmup_cosine
 
@@ -110,8 +116,30 @@ def _state_copy(model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
 
 
+class TrainStep(nn.Module):
+    """A step's forward as one module (the unit DDP wraps, so loss-owned parameters are averaged too): the
+    backbone on this rank's rows, their features gathered into the global batch (with gradients), the head and
+    the loss on the whole of it (AMP on a GPU; the loss in float32). The head runs on the global batch so that
+    its BatchNorm sees the batch one process would: the result equals one process's."""
+
+    def __init__(self, model: nn.Module, loss_fn: nn.Module, encoder: Encoder, device: torch.device):
+        super().__init__()
+        self.model, self.loss_fn, self.encoder, self.device = model, loss_fn, encoder, device
+
+    def forward(self, inputs: torch.Tensor, labels: torch.Tensor, seed: tuple[int, ...]) -> torch.Tensor:
+        with torch.autocast(self.device.type, enabled=self.device.type == "cuda"):
+            with distributed.rank_stream(*seed):  # the backbone's dropout: this rank's own draws
+                features = self.encoder.backbone_features(self.model, inputs)
+            embeddings = self.model.embed_features(distributed.gather_with_grad(features))
+        return self.loss_fn(embeddings.float(), labels)
+
+
 class Trainer:
-    """Train ``model`` with ``loss_fn`` on P×K batches drawn from ``encoder`` rows labelled ``labels``."""
+    """Train ``model`` with ``loss_fn`` on P×K batches drawn from ``encoder`` rows labelled ``labels``.
+
+    In a process group (torchrun) the batches are split over the ranks; ``logger`` and ``resume_file`` are
+    written by rank 0 only (every rank reads the resume file).
+    """
 
     def __init__(
         self,
@@ -128,11 +156,15 @@ class Trainer:
     ):
         self.model, self.loss_fn, self.encoder = model, loss_fn, encoder
         self.labels = torch.as_tensor(np.asarray(labels), dtype=torch.long)
-        self.settings, self.validation, self.logger, self.desc = settings, validation, logger, desc
+        self.rank, self.main = distributed.rank(), distributed.is_main()
+        self.settings, self.validation, self.desc = settings, validation, desc
+        self.logger = logger if self.main else None
         self.resume_file = Path(resume_file) if resume_file else None
         self.run_key = run_key
         self.device = next(model.parameters()).device
         self.sampler = PKSampler(np.asarray(labels), settings.ids_per_batch, settings.images_per_id, seed=settings.seed)
+        self.share = self.sampler.share(self.rank, distributed.world_size())
+        self.step = distributed.data_parallel(TrainStep(model, loss_fn, encoder, self.device))
         self.optimizer = build_optimizer(model, loss_fn, settings)
         steps = len(self.sampler)
         self.scheduler = warmup_cosine(self.optimizer, settings.epochs * steps, settings.warmup_epochs * steps)
@@ -163,7 +195,8 @@ class Trainer:
             return False
         state = torch.load(self.resume_file, map_location=self.device, weights_only=True)
         if state.get("run_key") != self.run_key:
-            print(f"ignoring {self.resume_file}: it belongs to another configuration")
+            if self.main:
+                print(f"ignoring {self.resume_file}: it belongs to another configuration")
             return False
         self.model.load_state_dict(state["model"])
         self.loss_fn.load_state_dict(state["loss"])
@@ -174,7 +207,8 @@ class Trainer:
         self.best_state = state["best_state"]
         self.history = list(state["history"])
         self.start_epoch = int(state["epoch"]) + 1
-        print(f"resuming from {self.resume_file} after epoch {self.start_epoch}")
+        if self.main:
+            print(f"resuming from {self.resume_file} after epoch {self.start_epoch}")
         return True
 
     # --------------------------------------------------------------------------------------- loop
@@ -182,12 +216,12 @@ class Trainer:
         return self.settings.seed * 100_003 + epoch
 
     def train_epoch(self, epoch: int) -> float:
+        """One epoch; returns the mean loss per sample (of the global batches: the same on every rank)."""
         torch.manual_seed(self._epoch_seed(epoch))
         self.sampler.set_epoch(epoch)
         view_rng = torch.Generator().manual_seed(self._epoch_seed(epoch))
         views = getattr(self.encoder, "views", 1)
-        self.model.train()
-        self.loss_fn.train()
+        self.step.train()
         params = [p for g in self.optimizer.param_groups for p in g["params"]]
         total, count = 0.0, 0
         bar = tqdm(
@@ -195,16 +229,15 @@ class Trainer:
             desc=f"{self.desc} epoch {epoch + 1}/{self.settings.epochs}",
             unit="batch",
             leave=False,
-            disable=None,
+            disable=None if self.main else True,
         )  # None: no bar when stderr is not a terminal (logs keep the per-epoch line)
-        for batch in bar:
-            idx = np.asarray(batch)
+        for step, batch in enumerate(bar):
+            idx = np.asarray(batch)  # the global batch; views drawn for all of it, so they match one process's
             view = torch.randint(views, (len(idx),), generator=view_rng).numpy()
-            inputs = self.encoder.inputs(idx, view)
+            with distributed.rank_stream(self._epoch_seed(epoch), step, 0):  # augmentation: this rank's own draws
+                inputs = self.encoder.inputs(idx[self.share], view[self.share])
             labels = self.labels[idx].to(self.device)
-            with torch.autocast(self.device.type, enabled=self.device.type == "cuda"):
-                embeddings = self.encoder.forward(self.model, inputs)
-            loss = self.loss_fn(embeddings.float(), labels)
+            loss = self.step(inputs, labels, (self._epoch_seed(epoch), step, 1))
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"{self.desc}: loss became {loss.item()} at epoch {epoch + 1}; lower train.lr")
             self.optimizer.zero_grad(set_to_none=True)
@@ -232,21 +265,23 @@ class Trainer:
                 break
             metrics = {"epoch": epoch + 1, "train_loss": self.train_epoch(epoch)}
             metrics["lr"] = self.optimizer.param_groups[0]["lr"]
-            if self.validation is not None:
-                metrics.update(self.validation.evaluate(self.model, self.settings.eval_batch_size))
+            if self.validation is not None:  # rank 0 validates; every rank decides early stopping on its numbers
+                measured = self.validation.evaluate(self.model, self.settings.eval_batch_size) if self.main else None
+                metrics.update(distributed.from_main(measured))
                 value = metrics[monitor]
             else:
                 value = float(epoch)  # no validation identities: keep the last epoch
             if self.early.update(value, epoch):
                 self.best_state = _state_copy(self.model)
             self.history.append(metrics)
-            summary = ", ".join(f"{k}={v:.4f}" for k, v in metrics.items() if k not in ("epoch", "lr"))
-            print(f"{self.desc} epoch {epoch + 1}/{self.settings.epochs}: {summary}")
-            if self.resume_file:
+            if self.main:
+                summary = ", ".join(f"{k}={v:.4f}" for k, v in metrics.items() if k not in ("epoch", "lr"))
+                print(f"{self.desc} epoch {epoch + 1}/{self.settings.epochs}: {summary}")
+            if self.resume_file and self.main:
                 atomic_torch_save(self._resume_state(epoch), self.resume_file)
             if self.logger:
                 self.logger.log_epoch(epoch, metrics)
-        if self.resume_file and self.resume_file.exists():
+        if self.resume_file and self.main and self.resume_file.exists():
             self.resume_file.unlink()
         return TrainResult(
             best_state=self.best_state,
