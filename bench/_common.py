@@ -14,6 +14,8 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
@@ -68,6 +70,37 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
     lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def clustered(
+    n: int,
+    centres: np.ndarray,
+    rng: np.random.Generator,
+    noise: float = 1.5,
+    block: int = 100_000,
+    out: np.ndarray | None = None,
+) -> np.ndarray:
+    """``n`` unit vectors: a random centre each plus isotropic noise of norm ≈ ``noise``.
+
+    Written ``block`` rows at a time into ``out`` (e.g. a ``.npy`` memmap on disk) or a new array. With noise
+    1.5 two members of a cluster have cosine ≈ 0.3 and members of different clusters 0 ± 1/√dim: clearly
+    clustered, yet fuzzy enough that IVF and HNSW miss some true neighbours.
+    """
+    out = np.empty((n, centres.shape[1]), dtype=np.float32) if out is None else out
+    scale = np.float32(noise / np.sqrt(centres.shape[1]))
+    for start in range(0, n, block):
+        rows = slice(start, min(start + block, n))
+        x = centres[rng.integers(0, len(centres), rows.stop - rows.start)]
+        x += scale * rng.standard_normal(x.shape, dtype=np.float32)
+        x /= np.linalg.norm(x, axis=1, keepdims=True)
+        out[rows] = x
+    return out
+
+
+def recall(found: np.ndarray, exact: np.ndarray) -> float:
+    """Mean share of each query's exact top-k (a row of ``exact``) among what was found (-1 = nothing)."""
+    k = exact.shape[1]
+    return float(np.mean([len(np.intersect1d(a[a >= 0], b)) / k for a, b in zip(found, exact)]))
 
 
 def params(path: Path = ROOT / "params.yaml"):

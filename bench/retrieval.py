@@ -25,30 +25,11 @@ import time
 import faiss
 import numpy as np
 import torch
-from _common import interleaved, setup, table  # first: it configures the environment
+from _common import clustered, interleaved, recall, setup, table  # first: it configures the environment
 
 from lossbench.faiss_index import build_index, search
 
 DIM, K = 512, 10
-
-
-def clustered(
-    n: int, centres: np.ndarray, rng: np.random.Generator, noise: float = 1.5, block: int = 100_000
-) -> np.ndarray:
-    """``n`` unit vectors: a random centre each plus isotropic noise of norm ≈ ``noise``.
-
-    With noise 1.5 two members of a cluster have cosine ≈ 0.3 and members of different clusters
-    0 ± 0.04: clearly clustered, yet fuzzy enough that IVF and HNSW miss some true neighbours.
-    """
-    out = np.empty((n, centres.shape[1]), dtype=np.float32)
-    scale = np.float32(noise / np.sqrt(centres.shape[1]))
-    for start in range(0, n, block):
-        rows = slice(start, min(start + block, n))
-        x = centres[rng.integers(0, len(centres), rows.stop - rows.start)]
-        x += scale * rng.standard_normal(x.shape, dtype=np.float32)
-        x /= np.linalg.norm(x, axis=1, keepdims=True)
-        out[rows] = x
-    return out
 
 
 def torch_sort_search(query: np.ndarray, gallery: torch.Tensor, k: int, chunk: int = 25):
@@ -58,10 +39,6 @@ def torch_sort_search(query: np.ndarray, gallery: torch.Tensor, k: int, chunk: i
         sim = torch.from_numpy(query[start : start + chunk]) @ gallery.T
         ids.append(torch.sort(sim, dim=1, descending=True).indices[:, :k])
     return torch.cat(ids).numpy()
-
-
-def recall(found: np.ndarray, exact: np.ndarray) -> float:
-    return float(np.mean([len(np.intersect1d(a[a >= 0], b)) / K for a, b in zip(found, exact)]))
 
 
 def ann_index(

@@ -139,6 +139,7 @@ class TrainConfig:
 @dataclass(frozen=True)
 class IndexConfig:
     factory: str
+    train_size: int | None = field(ge=1)
     threads: int | None = field(ge=1)
     nprobe: int | None = field(ge=1)
     ef_search: int | None = field(ge=1)

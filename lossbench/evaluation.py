@@ -79,7 +79,15 @@ def evaluate_run(params: Params, loss: str, seed: int) -> str:
     scored = exact.pop("scored")
     per_query = exact.pop("per_query")
     cfg = params.index
-    index = build_index(test.gallery, cfg.factory, threads=cfg.threads, ef_search=cfg.ef_search, nprobe=cfg.nprobe)
+    index = build_index(
+        test.gallery,
+        cfg.factory,
+        threads=cfg.threads,
+        seed=params.seed,
+        ef_search=cfg.ef_search,
+        nprobe=cfg.nprobe,
+        train_size=cfg.train_size,
+    )
     save_index(index, paths.index_path(loss, seed))
     k = min(max(max(topk), 10), len(test.gallery))
     _, ids = search(index, test.query[scored], k)

@@ -3,6 +3,7 @@
 Vectors are L2-normalised embeddings, so inner product is cosine similarity. Gallery item ``i`` gets
 id ``i`` (its row in the gallery embedding array). Builds are deterministic for a given seed except
 for HNSW graphs built with several threads (their insertion order depends on thread scheduling).
+The gallery may be a memmap larger than memory: training reads a seeded sample, adding reads chunks.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import faiss
 import numpy as np
 
 from lossbench.errors import LossbenchError
+from lossbench.index_training import check_train_size, seed_training, train, training_sample
 from lossbench.io import _atomic_path
 from lossbench.metrics.ranking import as_embeddings
 
@@ -22,6 +24,8 @@ _FACTORY_HINT = (
     "any faiss.index_factory string, e.g. 'Flat' (exact), 'HNSW32', 'IVF64,Flat', "
     "'IVF64,PQ16' (params.yaml: index.factory)"
 )
+ADD_CHUNK_BYTES = 64 << 20
+"""Gallery vectors are added to an index in chunks of this many bytes (float32), read one at a time."""
 
 
 def as_vectors(vectors: np.ndarray, name: str, dim: int | None = None) -> np.ndarray:
@@ -64,44 +68,40 @@ def new_index(dim: int, factory: str) -> faiss.Index:
         ) from None
 
 
-def check_factory(factory: str, dims: set[int]) -> None:
-    """Fail now, not after training, if ``factory`` cannot index embeddings of each of ``dims``."""
+def check_factory(factory: str, dims: set[int], train_size: int | None) -> None:
+    """Fail now, not after training, if ``factory`` cannot index embeddings of each of ``dims`` or
+    ``train_size`` training vectors are too few for it."""
     for dim in sorted(dims):
-        new_index(dim, factory)
+        check_train_size(new_index(dim, factory), factory, train_size)
 
 
-def _seed_clustering(index: faiss.Index, seed: int) -> None:
-    """Seed the k-means of the IVF coarse quantiser and of a product quantiser, when present."""
-    try:
-        ivf = faiss.extract_index_ivf(index)
-    except RuntimeError:
-        return
-    ivf.cp.seed = seed
-    pq = getattr(faiss.downcast_index(ivf), "pq", None)
-    if pq is not None:
-        pq.cp.seed = seed
-
-
-def _train(index: faiss.Index, vectors: np.ndarray, factory: str) -> None:
-    n = vectors.shape[0]
-    try:
-        nlist = faiss.extract_index_ivf(index).nlist
-    except RuntimeError:
-        nlist = 0
-    if nlist > n:
+def _gallery(vectors: np.ndarray) -> np.ndarray:
+    """``vectors`` as an array (a memmap stays one) after checking it is a non-empty matrix."""
+    vectors = vectors if isinstance(vectors, np.ndarray) else np.asarray(vectors)
+    if vectors.ndim != 2 or 0 in vectors.shape:
         raise LossbenchError(
-            f"index factory '{factory}' has {nlist} IVF lists but the gallery has only {n} vectors: "
-            f"use at most IVF{max(1, n // 39)} (faiss wants ≥ 39 vectors per list) or 'Flat' "
-            "(params.yaml: index.factory)"
+            f"gallery embeddings must be a non-empty 2-D array (items × dim), got shape {vectors.shape}"
         )
-    try:
-        index.train(vectors)
-    except RuntimeError as err:
-        reason = str(err).strip().splitlines()[-1].split("failed: ")[-1]
-        raise LossbenchError(
-            f"cannot train index factory '{factory}' on {n} gallery vectors ({reason}): choose a smaller "
-            "index (fewer IVF lists, fewer PQ bits such as 'PQ8x4') or 'Flat' (params.yaml: index.factory)"
-        ) from None
+    return vectors
+
+
+def chunk_rows(dim: int) -> int:
+    """Gallery rows added to an index at a time: :data:`ADD_CHUNK_BYTES` of float32 vectors."""
+    return max(1, ADD_CHUNK_BYTES // (4 * int(dim)))
+
+
+def _fill(index: faiss.Index, gallery: np.ndarray, rows: int) -> float:
+    """Add ``gallery`` to ``index`` ``rows`` at a time (row i gets id i); return the largest |norm - 1|."""
+    with_ids = isinstance(faiss.downcast_index(index), (faiss.IndexIDMap, faiss.IndexIDMap2))
+    worst = 0.0
+    for start in range(0, gallery.shape[0], rows):
+        chunk = as_vectors(gallery[start : start + rows], "gallery embeddings")
+        worst = max(worst, float(np.abs(np.linalg.norm(chunk, axis=1) - 1.0).max()))
+        if with_ids:
+            index.add_with_ids(chunk, np.arange(start, start + chunk.shape[0], dtype=np.int64))
+        else:
+            index.add(chunk)
+    return worst
 
 
 def build_index(
@@ -111,30 +111,32 @@ def build_index(
     seed: int = 0,
     ef_search: int | None = None,
     nprobe: int | None = None,
+    train_size: int | None = None,
+    rows_per_chunk: int | None = None,
 ) -> faiss.Index:
     """Build an inner-product index of ``vectors`` (gallery row i gets id i), training it if needed.
 
-    ``threads`` sets FAISS's (process-wide) OpenMP thread count; ``ef_search`` / ``nprobe`` set the
-    HNSW / IVF search breadth and are stored with the index.
+    ``vectors`` may be a memmap larger than memory: an index that needs training is trained on at most
+    ``train_size`` rows (a sample seeded by ``seed``; ``None`` = all rows), then the gallery is added
+    ``rows_per_chunk`` rows at a time (default :func:`chunk_rows`), so memory beyond the index itself
+    stays bounded. ``threads`` sets FAISS's (process-wide) OpenMP thread count; ``ef_search`` / ``nprobe``
+    set the HNSW / IVF search breadth and are stored with the index.
     """
-    vectors = as_vectors(vectors, "gallery embeddings")
+    vectors = _gallery(vectors)
     if threads is not None:
         if int(threads) < 1:
             raise LossbenchError(f"threads must be a positive integer, got {threads}")
         faiss.omp_set_num_threads(int(threads))
-    norms = np.linalg.norm(vectors, axis=1)
-    if np.abs(norms - 1.0).max() > 1e-3:
+    index = new_index(vectors.shape[1], factory)
+    check_train_size(index, factory, train_size)
+    seed_training(index, seed)
+    if not index.is_trained:
+        train(index, training_sample(vectors, train_size, seed), factory, vectors.shape[0])
+    worst_norm = _fill(index, vectors, rows_per_chunk or chunk_rows(vectors.shape[1]))
+    if worst_norm > 1e-3:
         warnings.warn(
             "gallery embeddings are not L2-normalised: inner-product scores are not cosine similarities", stacklevel=2
         )
-    index = new_index(vectors.shape[1], factory)
-    _seed_clustering(index, seed)
-    if not index.is_trained:
-        _train(index, vectors, factory)
-    if isinstance(faiss.downcast_index(index), (faiss.IndexIDMap, faiss.IndexIDMap2)):
-        index.add_with_ids(vectors, np.arange(vectors.shape[0], dtype=np.int64))
-    else:
-        index.add(vectors)
     set_search_params(index, ef_search=ef_search, nprobe=nprobe)
     return index
 
@@ -173,6 +175,19 @@ def search(index: faiss.Index, queries: np.ndarray, k: int) -> tuple[np.ndarray,
     return scores, ids
 
 
+def serialized_bytes(index: faiss.Index) -> int:
+    """Size of ``index`` as written by :func:`save_index`, counted without holding a serialised copy."""
+    total = 0
+
+    def count(chunk: bytes) -> int:
+        nonlocal total
+        total += len(chunk)
+        return len(chunk)
+
+    faiss.write_index(index, faiss.PyCallbackIOWriter(count))
+    return total
+
+
 def describe(index: faiss.Index) -> dict:
     """Type, size, dimension, metric, search settings and serialised size of an index."""
     info = {
@@ -180,7 +195,7 @@ def describe(index: faiss.Index) -> dict:
         "ntotal": int(index.ntotal),
         "dim": int(index.d),
         "metric": "inner_product" if index.metric_type == faiss.METRIC_INNER_PRODUCT else "l2",
-        "bytes": int(faiss.serialize_index(index).nbytes),
+        "bytes": serialized_bytes(index),
     }
     try:
         info["nprobe"] = int(faiss.extract_index_ivf(index).nprobe)

@@ -1,7 +1,7 @@
 """Stage ``weights``: data/weights.json — the content hash of every pretrained weights file the params read.
 
 It runs first in every `dvc repro` / `dvc exp run` (always changed), so it also checks what would otherwise fail
-only after training: the ``index.factory`` string against the trained embedding sizes."""
+only after training: the ``index.factory`` string against the trained embedding sizes and ``index.train_size``."""
 
 from lossbench import paths
 from lossbench.config import load_params
@@ -14,7 +14,11 @@ from lossbench.stage import run_stage
 def main() -> str:
     params = load_params()
     specs = params.loss_specs()
-    check_factory(params.index.factory, {s.model.embed_dim for s in specs if s.trains} or {params.model.embed_dim})
+    check_factory(
+        params.index.factory,
+        {s.model.embed_dim for s in specs if s.trains} or {params.model.embed_dim},
+        params.index.train_size,
+    )
     record = weights_record([params.model, *(spec.model for spec in specs)])
     atomic_write_json(paths.WEIGHTS_RECORD, record)
     return f"{sum(len(files) for files in record.values())} weights file(s) recorded in {paths.WEIGHTS_RECORD}"

@@ -146,6 +146,8 @@ def test_params_yaml_lists_every_option_of_every_configured_loss():
             r"e.g. `dvc exp run -S data.folds=5 -S data.fold=2`",
         ),
         ("evaluate.topk", [0, 5], r"'evaluate.topk\[0\]' = 0 must be >= 1"),
+        ("index.train_size", 0, r"'index.train_size' = 0 must be >= 1\.$"),
+        ("index.train_size", "all", r"'index.train_size' = 'all' must be an integer >= 1 or null"),
         ("evaluate.topk", [], r"'evaluate.topk' = \[\] must be a list of integers >= 1, at least 1 of them"),
         ("evaluate.far", [1e-3, 1.0], r"'evaluate.far\[1\]' = 1.0 must be > 0 and < 1"),
         ("train.augment.crop_scale", [0.9, 0.8], r"'train.augment': crop_scale = \[0.9, 0.8\] must be \[min, max\]"),

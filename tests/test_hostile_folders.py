@@ -323,11 +323,14 @@ def test_challenge_test_sets_are_checked_in_preprocess(tmp_path: Path) -> None:
 
 
 def test_an_index_factory_is_checked_before_training() -> None:
-    check_factory("IVF64,PQ16", {128, 64})
+    check_factory("IVF64,PQ16", {128, 64}, None)
+    check_factory("IVF64,PQ16", {128, 64}, 9984)
     with pytest.raises(LossbenchError, match=r"invalid index factory 'garbage' for 128-d embeddings"):
-        check_factory("garbage", {128})
+        check_factory("garbage", {128}, None)
     with pytest.raises(LossbenchError, match=r"'PQ48' for 128-d.*multiple"):
-        check_factory("PQ48", {128})
+        check_factory("PQ48", {128}, None)
+    with pytest.raises(LossbenchError, match=r"index.train_size = 100000 is too small .* at least 159744"):
+        check_factory("IVF4096,Flat", {128}, 100_000)
 
 
 # 9 ------------------------------------------------------------------------------------ query domain coverage

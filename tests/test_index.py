@@ -1,4 +1,5 @@
-"""FAISS index layer: exact Flat search vs numpy, approximate recall, persistence and errors."""
+"""FAISS index layer: exact Flat search vs numpy, approximate recall, training sample, chunked filling,
+persistence and errors."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ import numpy as np
 import pytest
 
 from lossbench.errors import LossbenchError
-from lossbench.faiss_index import build_index, describe, load_index, save_index, search
+from lossbench.faiss_index import build_index, chunk_rows, describe, load_index, save_index, search
+from lossbench.index_training import min_train_size, training_sample
 
 
 def _normalise(x: np.ndarray) -> np.ndarray:
@@ -77,6 +79,83 @@ def test_ivf_build_is_seeded(clustered):
         return faiss.extract_index_ivf(index).quantizer.reconstruct_n(0, 16)
 
     assert not np.allclose(centroids(3), centroids(4))  # the seed reaches the k-means
+
+
+def _same_results(a, b, queries, k=10) -> None:
+    for x, y in zip(search(a, queries, k), search(b, queries, k)):
+        np.testing.assert_array_equal(x, y)
+
+
+@pytest.mark.parametrize(
+    "factory, params", [("Flat", {}), ("IVF16,Flat", {"nprobe": 16}), ("IDMap,Flat", {}), ("IVF16,PQ8x4", {})]
+)
+def test_chunked_filling_from_a_memmap_equals_adding_at_once(tmp_path, clustered, factory, params):
+    gallery, queries = clustered
+    path = tmp_path / "gallery.npy"
+    np.save(path, gallery)
+    on_disk = np.load(path, mmap_mode="r")
+    at_once = build_index(gallery, factory, **params)
+    assert chunk_rows(gallery.shape[1]) >= len(gallery)  # one chunk: the whole test gallery
+    chunked = build_index(on_disk, factory, rows_per_chunk=301, **params)  # 7 chunks, the last one short
+    assert chunked.ntotal == len(gallery)
+    _same_results(at_once, chunked, queries)
+    if params.get("nprobe") == 16:  # every list searched: exact, like Flat
+        _same_results(build_index(gallery, "Flat"), chunked, queries)
+
+
+def test_training_sample_is_seeded_and_bounded(clustered):
+    gallery, queries = clustered
+    whole = training_sample(gallery, None, seed=0)
+    np.testing.assert_array_equal(whole, gallery)
+    np.testing.assert_array_equal(training_sample(gallery, 5000, seed=0), gallery)  # smaller gallery: all of it
+    sample = training_sample(gallery, 700, seed=3)
+    assert sample.shape == (700, 32)
+    rows = [int(np.flatnonzero((gallery == row).all(axis=1))[0]) for row in sample]
+    assert rows == sorted(set(rows))  # distinct gallery rows, in gallery order
+    np.testing.assert_array_equal(training_sample(gallery, 700, seed=3), sample)
+    assert not np.array_equal(training_sample(gallery, 700, seed=4), sample)
+
+    def build(seed: int, train_size: int | None):
+        return build_index(gallery, "IVF16,Flat", seed=seed, nprobe=2, train_size=train_size)
+
+    def centroids(index) -> np.ndarray:
+        return faiss.extract_index_ivf(index).quantizer.reconstruct_n(0, 16)
+
+    _same_results(build(3, 700), build(3, 700), queries)  # same params, same index
+    assert not np.allclose(centroids(build(3, 700)), centroids(build(4, 700)))
+    assert not np.allclose(centroids(build(3, 700)), centroids(build(3, None)))  # trained on the sample only
+
+
+@pytest.mark.parametrize(
+    "factory, needed, why",
+    [
+        ("Flat", 0, ""),
+        ("HNSW32", 0, ""),
+        ("IVF16,Flat", 624, "39 per centroid × 16 IVF lists"),
+        ("IVF4096,PQ32", 159744, "39 per centroid × 4096 IVF lists"),
+        ("IVF16,PQ8", 9984, "39 per centroid × 256 PQ centroids per sub-vector"),
+        ("PQ8x4", 624, "39 per centroid × 16 PQ centroids per sub-vector"),
+    ],
+)
+def test_min_train_size(factory, needed, why):
+    assert min_train_size(faiss.index_factory(32, factory, faiss.METRIC_INNER_PRODUCT)) == (needed, why)
+
+
+def test_train_size_errors_name_the_parameter_and_the_minimum(clustered):
+    gallery, _ = clustered
+    with pytest.raises(
+        LossbenchError,
+        match=r"index.train_size = 623 is too small for index factory 'IVF16,Flat': it needs at least 624 "
+        r"training vectors \(39 per centroid × 16 IVF lists\); raise index.train_size to 624 or more, or set it "
+        r"to null",
+    ):
+        build_index(gallery, "IVF16,Flat", train_size=623)
+    with pytest.raises(LossbenchError, match=r"index.train_size = 5000 .* 'IVF4,PQ8'.* at least 9984 .*PQ centroids"):
+        build_index(gallery, "IVF4,PQ8", train_size=5000)
+    with pytest.raises(LossbenchError, match=r"index.train_size must be a positive integer or null, got 0"):
+        build_index(gallery, "Flat", train_size=0)
+    flat = build_index(gallery, "Flat", train_size=1)  # nothing to train: any size will do
+    _same_results(flat, build_index(gallery, "Flat"), gallery[:5])
 
 
 def test_save_load_round_trip(tmp_path, clustered):
