@@ -66,6 +66,13 @@ def index_first_hits(ids: np.ndarray, query_labels: np.ndarray, gallery_labels: 
     return np.where(same.any(axis=1), same.argmax(axis=1), ids.shape[1])
 
 
+def _torch_threads() -> int:
+    """The torch thread count the stage set (``lossbench.runtime.set_threads``), for FAISS's OpenMP pool too."""
+    import torch
+
+    return torch.get_num_threads()
+
+
 def evaluate_run(params: Params, loss: str, seed: int) -> str:
     """Write ``metrics/runs/<loss>/seed<seed>.json``, its curves and replicates; return a summary line."""
     _, manifest = load_processed(paths.PROCESSED)
@@ -82,7 +89,7 @@ def evaluate_run(params: Params, loss: str, seed: int) -> str:
     index = build_index(
         test.gallery,
         cfg.factory,
-        threads=cfg.threads,
+        threads=cfg.threads or _torch_threads(),  # null: torch's share of the cores (queue workers split them)
         seed=params.seed,
         ef_search=cfg.ef_search,
         nprobe=cfg.nprobe,

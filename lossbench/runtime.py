@@ -57,6 +57,7 @@ def set_threads(threads: int | None) -> int:
         if workers == 1:
             return torch.get_num_threads()
         threads = max(1, (os.cpu_count() or 1) // workers)
-        print(f"{workers} DVC queue workers share {os.cpu_count()} cores: {threads} torch thread(s) each")
+        if threads != torch.get_num_threads():
+            print(f"{workers} DVC queue workers share {os.cpu_count()} cores: {threads} torch thread(s) each")
     torch.set_num_threads(threads)
     return threads
