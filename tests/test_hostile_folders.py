@@ -322,6 +322,14 @@ def test_challenge_test_sets_are_checked_in_preprocess(tmp_path: Path) -> None:
         preprocess(root, tmp_path / "out")
 
 
+def test_a_challenge_layout_with_no_usable_test_image_fails_in_preprocess(tmp_path: Path) -> None:
+    root = challenge(tmp_path / "raw")
+    for path in (root / "test").rglob("*.png"):
+        path.write_text("not an image")
+    with pytest.raises(LossbenchError, match=r"challenge layout but test/query/ and test/gallery/ hold no usable"):
+        preprocess(root, tmp_path / "out")
+
+
 def test_an_index_factory_is_checked_before_training() -> None:
     check_factory("IVF64,PQ16", {128, 64}, None)
     check_factory("IVF64,PQ16", {128, 64}, 9984)

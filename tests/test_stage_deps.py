@@ -13,7 +13,7 @@ How the closure is computed (statically, with ``ast``; no project code is execut
 * ``import a.b.c`` imports ``a``, ``a.b`` and ``a.b.c``: every package ``__init__.py`` on the way counts, as it
   runs. ``from a.b import x`` also counts ``a/b/x.py`` when ``x`` is a submodule; ``from a.b import *`` counts the
   submodules named in ``a.b.__all__``. Relative imports are resolved against the importing module's package.
-  ``python -m stages.train`` runs ``stages/__init__.py`` too.
+  ``python -m stages.run`` runs ``stages/__init__.py`` too.
 * Imports anywhere in a file count, including inside functions: a function-level import runs whenever the
   function is called, and the check does not try to prove it is not (no call graph; this over-reports at worst).
   One exception, or every stage would "import" every loss: imports inside a package's module-level

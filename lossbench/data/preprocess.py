@@ -403,6 +403,12 @@ def preprocess_dataset(
                     f"no identity in {scan.root} has at least min_images_per_id={min_images_per_id} usable images; "
                     "add images or lower min_images_per_id"
                 )
+            if scan.layout == CHALLENGE and challenge.empty:
+                raise LossbenchError(
+                    f"{scan.root} has the challenge layout but test/query/ and test/gallery/ hold no usable image "
+                    "(empty, or every file skipped: see the data report): add the challenge images, or remove "
+                    "test/ to use train/ as an image-folder data set"
+                )
             manifest, mixed = _build_manifest(labelled, challenge, scan, val_ids, test_ids, queries_per_id,
                                               query_domain, query_domain_missing, seed, folds, fold)
             _warn_mixed(mixed, query_domain, query_domain_missing)

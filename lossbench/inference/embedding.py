@@ -45,9 +45,9 @@ def extract_embeddings(
 
 def embed_run(params: Params, loss: str, seed: int) -> str:
     """Write the query/gallery (and challenge) embeddings of one run; return a summary line."""
-    set_threads(params.train.threads)
-    device = pick_device()
     spec = params.resolve_loss(loss)
+    set_threads(spec.train.threads)  # the run's own setting (a loss may override train.threads)
+    device = pick_device()
     splits = Splits.load()
     cache = None if params.evaluate.flip_tta else shared_cache(params, spec, seed)
     load = load_head if cache is not None else load_model  # cached features need the head only
