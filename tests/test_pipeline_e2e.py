@@ -130,9 +130,9 @@ def test_plots_overlay_the_losses(repo, reproduced):
     assert len(images) == 4
 
 
-def test_a_dvc_remote_shares_results_and_experiments_with_another_clone(repo, reproduced, tmp_path_factory):
-    """README's remote workflow: commit + `dvc push` here; clone + `dvc pull` there runs nothing; experiments
-    travel with `dvc exp push` / `dvc exp pull`."""
+@pytest.fixture(scope="module")
+def shared(repo: Path, reproduced: str, tmp_path_factory) -> Path:
+    """A bare git origin and a folder DVC remote holding the committed study (README, *Share results*)."""
     shared = tmp_path_factory.mktemp("shared")
     run(["git", "init", "-q", "--bare", str(shared / "origin.git")], shared)
     run(["git", "remote", "add", "origin", str(shared / "origin.git")], repo)
@@ -140,7 +140,13 @@ def test_a_dvc_remote_shares_results_and_experiments_with_another_clone(repo, re
     run(["git", "add", "-A"], repo)
     run(["git", "commit", "-qm", "default study"], repo)
     run(["git", "push", "-q", "origin", "HEAD:main"], repo)
-    dvc("push", cwd=repo)
+    dvc("push", "--run-cache", cwd=repo)
+    return shared
+
+
+def test_a_dvc_remote_shares_results_and_experiments_with_another_clone(repo, shared):
+    """README's remote workflow: commit + `dvc push` here; clone + `dvc pull` there runs nothing; experiments
+    travel with `dvc exp push` / `dvc exp pull`."""
     clone = shared / "clone"
     run(["git", "clone", "-q", "-b", "main", str(shared / "origin.git"), str(clone)], shared)
     dvc("pull", cwd=clone)
@@ -158,11 +164,9 @@ def test_a_dvc_remote_shares_results_and_experiments_with_another_clone(repo, re
     dvc("checkout", "-q", cwd=repo)
 
 
-def test_the_run_cache_through_a_remote_spares_a_coordinator_every_run(repo, reproduced):
+def test_the_run_cache_through_a_remote_spares_a_coordinator_every_run(repo, shared):
     """Workers `dvc push --run-cache`; on a commit without their dvc.lock entries a coordinator's
     `dvc repro --pull` restores every run from the run cache instead of training (README, *Several machines*)."""
-    shared = Path(run(["git", "remote", "get-url", "origin"], repo).stdout.strip()).parent  # from the test above
-    dvc("push", "--run-cache", cwd=repo)
     coordinator = shared / "coordinator"
     run(["git", "clone", "-q", "-b", "main", str(shared / "origin.git"), str(coordinator)], shared)
     first = run(["git", "rev-list", "--max-parents=0", "HEAD"], coordinator).stdout.strip()
