@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from PIL import Image
 
 import lossbench.data.scan as scan_module
@@ -451,3 +454,17 @@ def test_stage_warnings_print_one_line_without_source(capsys) -> None:
     run_stage("preprocess", main)
     err = capsys.readouterr().err
     assert err == "lossbench preprocess: warning: skipped 2 corrupt file(s): a.png, b.png\n"
+
+
+def test_the_weights_stage_refuses_a_bad_index_factory_before_any_training(tmp_path: Path, copy_project) -> None:
+    """Wiring, not just the check: `python -m stages.weights` (first in every repro) stops with one line."""
+    project = copy_project(tmp_path / "project")
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["index"]["factory"] = "garbage"
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    result = subprocess.run(
+        [sys.executable, "-m", "stages.weights"], cwd=project, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 2
+    assert result.stderr.startswith("lossbench weights: error: invalid index factory 'garbage'"), result.stderr
+    assert not (project / "data" / "weights.json").exists()
