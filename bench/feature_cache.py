@@ -16,7 +16,7 @@ A second table compares embedding a frozen run's test set from the cache (its he
 Cases: the default backbone of params.yaml at ``data.image_size``, ``timm:resnet18`` at the same size
 (a typical small CNN) and ``open_clip:ViT-B-32`` at 224 with a small batch. Also shows the one-off cost of the cache in epochs of in-loop training.
 
-    python bench/feature_cache.py [--repeats 3] [--quick]
+    python bench/feature_cache.py [--repeats 3] [--quick] [--steps N]
 """
 
 from __future__ import annotations
@@ -153,20 +153,29 @@ def embed_case(p, storage: Path, repeats: int) -> list[object]:
     ]
 
 
+def study_steps(p) -> int:
+    """Steps in one epoch of the default study (its train split's images / the P×K batch): per-epoch costs
+    (seeding, the sampler, the progress bar) then weigh as much per step as in a real run."""
+    train_ids = round(p.synthetic.identities * (1 - p.data.val_ids - p.data.test_ids))
+    return max(1, train_ids * p.synthetic.images_per_id // (p.train.ids_per_batch * p.train.images_per_id))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="the default backbone only")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1: stable on a shared machine)")
+    parser.add_argument("--steps", type=int, default=0, help="steps per epoch (0: as many as the default study's)")
     args = parser.parse_args()
     setup(threads=args.threads)
     p = params()
-    cases = [Case(p.model.backbone, p.data.image_size, p.train.ids_per_batch, p.train.images_per_id, steps=4)]
+    steps = args.steps or study_steps(p)
+    cases = [Case(p.model.backbone, p.data.image_size, p.train.ids_per_batch, p.train.images_per_id, steps)]
     if not args.quick:
         cases += [
-            Case(spec, size, p_, k, steps)
-            for spec, size, p_, k, steps in (
-                ("timm:resnet18", p.data.image_size, p.train.ids_per_batch, p.train.images_per_id, 4),
+            Case(spec, size, p_, k, n_steps)
+            for spec, size, p_, k, n_steps in (
+                ("timm:resnet18", p.data.image_size, p.train.ids_per_batch, p.train.images_per_id, steps),
                 ("open_clip:ViT-B-32", 224, 4, 2, 2),
             )
             if spec != p.model.backbone
