@@ -143,8 +143,9 @@ def compare(params: Params) -> str:
     )
     write_tables(rows, study, paths.COMPARISON)
     _write_metrics(params, verdicts)
-    _figures(params, rows)
-    _plot_tables(params)
+    curves = _read_test_curves(params)
+    _figures(params, rows, curves)
+    _plot_tables(params, curves)
     print(to_markdown(rows, study))
     headline = verdicts[HEADLINE_METRIC]
     best = next(loss for loss, v in headline.items() if v.best)
@@ -186,34 +187,54 @@ def _write_metrics(params: Params, verdicts: dict[str, dict[str, Verdict]]) -> N
     atomic_write_json(paths.HEADLINE_METRICS, headline)
 
 
-def _curves(loss: str, seeds: list[int], name: str, x: str, y: str) -> list[tuple[np.ndarray, np.ndarray]]:
-    frames = [pd.read_csv(paths.curves_dir(loss, seed) / f"{name}.csv") for seed in seeds]
-    return [(frame[x].to_numpy(), frame[y].to_numpy()) for frame in frames]
+@dataclass(frozen=True)
+class CurveSpec:
+    """A test curve every run writes (``metrics/curves/<loss>/seed<seed>/<name>.csv``) and how it is drawn."""
+
+    x: str
+    y: str
+    xlabel: str
+    ylabel: str
+    title: str
+    logx: bool = False  # drawn on a log x axis: points with x <= 0 are left out
 
 
-PLOT_TABLES = {"roc": ("fpr", "tpr"), "cmc": ("rank", "accuracy")}
-"""Test curves of every run that :func:`_plot_tables` gathers: curve name -> (x, y) columns."""
+TEST_CURVES = {
+    "cmc": CurveSpec("rank", "accuracy", "rank", "identification accuracy", "CMC (test split)"),
+    "roc": CurveSpec("fpr", "tpr", "false accept rate", "true accept rate", "ROC (test split)", logx=True),
+}
 
 
-def _plot_tables(params: Params) -> None:
+def _read_test_curves(params: Params) -> dict[str, pd.DataFrame]:
+    """Every run's test curves, each file read once: curve name -> long table (loss, seed, x, y), in the order
+    of ``losses`` and ``seeds``."""
+    runs = [(loss, seed) for loss in params.losses for seed in params.seeds]
+    tables = {}
+    for name, curve in TEST_CURVES.items():
+        frames = [
+            pd.read_csv(paths.curves_dir(loss, seed) / f"{name}.csv")[[curve.x, curve.y]].assign(loss=loss, seed=seed)
+            for loss, seed in runs
+        ]
+        tables[name] = pd.concat(frames, ignore_index=True)[["loss", "seed", curve.x, curve.y]]
+    return tables
+
+
+def _plot_tables(params: Params, curves: dict[str, pd.DataFrame]) -> None:
     """One long table per curve (``loss``, ``seed``, x, y) for dvc.yaml's top-level plots, which overlay the losses.
 
-    ROC keeps the points with FPR > 0 (its plot has a log FPR axis); the validation curves (one row per epoch)
-    cover the trained losses only: ``baseline`` has no epochs.
+    A log-x curve (ROC) keeps the points with x > 0; the validation curves (one row per epoch) cover the trained
+    losses only: ``baseline`` has no epochs.
     """
     from lossbench.training.logging import read_epochs
 
     out = paths.PLOTS
     out.mkdir(parents=True, exist_ok=True)
+    for name, table in curves.items():
+        curve = TEST_CURVES[name]
+        if curve.logx:
+            table = table[table[curve.x] > 0]
+        table.to_csv(out / f"{name}.csv", index=False, float_format="%.6g")
     runs = [(loss, seed) for loss in params.losses for seed in params.seeds]
-    for name, (x, y) in PLOT_TABLES.items():
-        frames = [
-            pd.read_csv(paths.curves_dir(*run) / f"{name}.csv")[[x, y]].assign(loss=run[0], seed=run[1]) for run in runs
-        ]
-        table = pd.concat(frames, ignore_index=True)
-        if name == "roc":
-            table = table[table["fpr"] > 0]
-        table[["loss", "seed", x, y]].to_csv(out / f"{name}.csv", index=False, float_format="%.6g")
     epochs = [(run, read_epochs(paths.train_log_dir(*run))) for run in runs]
     frames = [table.assign(loss=run[0], seed=run[1]) for run, table in epochs if table is not None]
     columns = ["loss", "seed", "epoch", "train_loss", "val_top1", "val_top5", "val_mAP"]
@@ -221,28 +242,27 @@ def _plot_tables(params: Params) -> None:
     val.reindex(columns=columns).to_csv(out / "val.csv", index=False, float_format="%.6g")
 
 
-def _figures(params: Params, rows: list) -> None:
+def _figures(params: Params, rows: list, curves: dict[str, pd.DataFrame]) -> None:
     from lossbench.report.figures import interval_bars, seed_curves
 
     out = paths.FIGURES / "comparison"
     out.mkdir(parents=True, exist_ok=True)
     for metric in ("score", "mAP"):
         interval_bars(rows, metric, out / f"{metric}.png", highlight=params.loss)
-    seed_curves(
-        {loss: _curves(loss, params.seeds, "cmc", "rank", "accuracy") for loss in params.losses},
-        out / "cmc.png",
-        xlabel="rank",
-        ylabel="identification accuracy",
-        title="CMC (test split)",
-    )
-    seed_curves(
-        {loss: _curves(loss, params.seeds, "roc", "fpr", "tpr") for loss in params.losses},
-        out / "roc.png",
-        xlabel="false accept rate",
-        ylabel="true accept rate",
-        title="ROC (test split)",
-        logx=True,
-    )
+    for name, table in curves.items():
+        curve = TEST_CURVES[name]
+        per_seed = {
+            loss: [(run[curve.x].to_numpy(), run[curve.y].to_numpy()) for _, run in runs.groupby("seed", sort=False)]
+            for loss, runs in table.groupby("loss", sort=False)
+        }
+        seed_curves(
+            per_seed,
+            out / f"{name}.png",
+            xlabel=curve.xlabel,
+            ylabel=curve.ylabel,
+            title=curve.title,
+            logx=curve.logx,
+        )
     if params.evaluate.tsne or params.evaluate.examples:
         _headline_figures(params, out)
 

@@ -50,10 +50,12 @@ def atomic_save_npz(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> N
 
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
+    """``torch.save`` through a file handle: given a path, torch names the archive's records after it (here a
+    random temporary name), so equal checkpoints differed byte for byte and DVC saw every re-run as a change."""
     import torch
 
-    with _atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+    with _atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        torch.save(obj, handle)
 
 
 @contextmanager
