@@ -3,7 +3,7 @@
 DVC rewrites only the entries of the stages it runs and never drops the entry of a stage that left dvc.yaml.
 Stale entries are not harmless: every stage DVC runs re-parses and re-writes the whole lock file (a round-trip
 YAML load and dump, ~0.3 ms per line here), so 48 leftover entries of the old 54-stage pipeline more than doubled
-the lock and cost about 3 s per stage of the default study. A missing entry would make ``dvc exp run -S
+the lock and cost about 2 s per stage of the default study. A missing entry would make ``dvc exp run -S
 loss=clip`` on a fresh clone re-run that stage instead of reading the committed baseline (README, *Committed
 baseline*). Regenerate the lock with ``rm dvc.lock && dvc repro`` when this fails.
 """

@@ -253,3 +253,20 @@ def test_challenge_submission_end_to_end(challenge_project):
     for query, names in submission.items():
         order = np.argsort(-(gallery @ embed(data / "test/query" / query)), kind="stable")[:10]
         assert names == [gallery_files[i] for i in order]
+
+
+def test_submit_refuses_a_data_report_of_other_data(challenge_project):
+    """The data report names the skipped challenge images: submit must not trust a report of another preprocess
+    run (its digests differ from the processed set's) and writes nothing then."""
+    from stages.submit import main
+
+    project, *_ = challenge_project
+    digests = json.loads((project / "data/processed/digest.json").read_text())
+    report = project / "metrics/data.json"
+    report.parent.mkdir(parents=True, exist_ok=True)
+    report.write_text(json.dumps({"digest": {**digests, "manifest.csv": "0" * 64}, "skipped": {}}))
+    with pytest.raises(LossbenchError, match=r"manifest.csv .*digests differ from metrics/data.json.*mixed"):
+        main()
+    assert not (project / "submission.json").exists()
+    report.write_text(json.dumps({"digest": digests, "skipped": {}}))  # the report of this data: accepted
+    assert "challenge: 5 queries" in main()
