@@ -213,12 +213,15 @@ def test_a_new_seed_runs_only_that_seeds_stages(repo, reproduced):
     assert json.loads((repo / "metrics/metrics.json").read_text())["seeds"] == 3
 
 
-def test_a_forced_rerun_with_unchanged_inputs_changes_no_metric(repo, reproduced):
+def test_a_forced_rerun_with_unchanged_inputs_changes_no_metric_and_no_output_hash(repo, reproduced):
     run(["git", "checkout", "-q", "--", "."], repo)
     dvc("checkout", "-q", cwd=repo, check=False)
+    lock = (repo / "dvc.lock").read_text()
     dvc("repro", "-f", "-s", "run@arcface-0", cwd=repo)  # retrains, re-embeds and re-evaluates
     dvc("repro", cwd=repo)
     assert json.loads(dvc("metrics", "diff", "--json", cwd=repo).stdout) == {}
+    # every output byte for byte the same (checkpoints included), so DVC records the same hashes
+    assert (repo / "dvc.lock").read_text() == lock
 
 
 def test_unknown_headline_loss_fails_with_the_configured_list(repo, reproduced):
