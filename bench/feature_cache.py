@@ -32,6 +32,8 @@ import numpy as np
 import torch
 from _common import interleaved, make_images, params, setup, table  # first: it configures the environment
 
+from lossbench.data.sampler import PKSampler
+from lossbench.data.split import split_sizes
 from lossbench.inference.encoders import FeatureEncoder, ImageEncoder
 from lossbench.inference.features import compute_features
 from lossbench.inference.runs import transforms_for
@@ -154,10 +156,11 @@ def embed_case(p, storage: Path, repeats: int) -> list[object]:
 
 
 def study_steps(p) -> int:
-    """Steps in one epoch of the default study (its train split's images / the P×K batch): per-epoch costs
-    (seeding, the sampler, the progress bar) then weigh as much per step as in a real run."""
-    train_ids = round(p.synthetic.identities * (1 - p.data.val_ids - p.data.test_ids))
-    return max(1, train_ids * p.synthetic.images_per_id // (p.train.ids_per_batch * p.train.images_per_id))
+    """Steps in one epoch of the default study: the P×K sampler over its train split (``split_sizes``), so the
+    per-epoch costs (seeding, the sampler, the progress bar) weigh as much per step as in a real run."""
+    train_ids = split_sizes(p.synthetic.identities, p.data.val_ids, p.data.test_ids)["train"]
+    labels = np.repeat(np.arange(train_ids), p.synthetic.images_per_id)
+    return len(PKSampler(labels, p.train.ids_per_batch, p.train.images_per_id, seed=p.seed))
 
 
 def main() -> None:

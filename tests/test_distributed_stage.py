@@ -3,7 +3,7 @@ writes byte for byte what ``python -m stages.run arcface 0`` writes, and only ra
 
 tests/test_distributed.py checks the trainer in one Python process; this drives the stage entry point (arguments,
 ``distributed.session``, training, rank 0's checkpoint, embeddings, index and evaluation, the barrier) in a tiny
-project: test_pipeline_e2e's tiny params with a frozen backbone (the head trains on cached features, as in the
+project: the end-to-end tests' tiny params (tests/tiny_params.py) with a frozen backbone (the head trains on cached features, as in the
 default study: an MLP head with BatchNorm and dropout) and one torch thread per process.
 
 No tolerance, because the agreement is exact: each rank computes the head and the loss on the same global batch of
@@ -28,7 +28,7 @@ from pathlib import Path
 import pytest
 import torch.distributed
 import yaml
-from test_pipeline_e2e import tiny_params  # tests/test_pipeline_e2e.py
+from tiny_params import tiny_params  # tests/tiny_params.py
 
 LOSS, SEED, EPOCHS = "arcface", 0, 2
 METRICS = f"metrics/runs/{LOSS}/seed{SEED}.json"

@@ -13,21 +13,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import yaml
+from dvc_stages import load_stages  # tests/dvc_stages.py
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def pipeline_stages(root: Path) -> set[str]:
-    """Stage names as DVC resolves dvc.yaml (``matrix`` expanded from params.yaml: ``run@arcface-0``, ...)."""
-    from dvc.repo import Repo
-
-    with Repo(str(root)) as repo:
-        return {stage.name for stage in repo.index.stages if stage.path == str(root / "dvc.yaml")}
-
-
 def test_committed_lock_has_exactly_the_pipeline_stages():
     locked = set(yaml.safe_load((ROOT / "dvc.lock").read_text())["stages"])
-    stages = pipeline_stages(ROOT)
+    stages = {stage.name for stage in load_stages(ROOT) if stage.path == str(ROOT / "dvc.yaml")}
     assert len(stages) >= 10, stages
     assert not locked - stages, f"dvc.lock keeps entries of stages no longer in dvc.yaml: {sorted(locked - stages)}"
     assert not stages - locked, f"dvc.lock has no entry for: {sorted(stages - locked)}"

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
+from tiny_params import tiny_params  # tests/tiny_params.py
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,25 +31,6 @@ def run(args: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedP
 
 def dvc(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
     return run([sys.executable, "-m", "dvc", *args], cwd, check)
-
-
-def tiny_params(path: Path) -> None:
-    params = yaml.safe_load(path.read_text())
-    params["synthetic"].update(identities=16, images_per_id=6, image_size=32)
-    params["data"].update(image_size=32, val_ids=0.25, test_ids=0.25)
-    params["model"].update(backbone="timm:test_resnet", pretrained=None, freeze=False, embed_dim=16, hidden=32)
-    params["train"].update(epochs=2, ids_per_batch=4, images_per_id=2, feature_views=2, patience=2)
-    params["evaluate"].update(examples=2)
-    params["stats"].update(resamples=200)
-    params["seeds"] = [0, 1]
-    losses = params["losses"]
-    params["losses"] = {
-        "baseline": losses["baseline"],
-        "arcface": {**losses["arcface"], "scale": 16.0},
-        "triplet": {**losses["triplet"], "model": {"freeze": True}},
-    }
-    params["loss"] = "arcface"
-    path.write_text(yaml.safe_dump(params, sort_keys=False))
 
 
 LOSSES = ("baseline", "arcface", "triplet")

@@ -52,6 +52,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from dvc_stages import load_stages  # tests/dvc_stages.py
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -567,14 +568,6 @@ class StageReport:
     files: dict[Path, list[Path]]  # imported project file -> chain from the entry point
     uncovered: list[Path]
     unresolved: list[str]
-
-
-def load_stages(root: Path):
-    """The pipeline's stages as DVC resolves them (foreach/matrix expanded, ${...} from params interpolated)."""
-    from dvc.repo import Repo
-
-    with Repo(str(root)) as repo:
-        return list(repo.index.stages)
 
 
 def stage_name(stage, root: Path) -> str:
