@@ -104,8 +104,8 @@ def recall(found: np.ndarray, exact: np.ndarray) -> float:
 
 
 def params(path: Path = ROOT / "params.yaml"):
-    """The project's validated params (``lossbench.config.Params``)."""
-    from lossbench.config import load_params
+    """The project's validated params (``lossbench.config.params.Params``)."""
+    from lossbench.config.params import load_params
 
     return load_params(path)
 

@@ -28,11 +28,11 @@ import torch
 import torch.multiprocessing as mp
 from _common import make_images, params, setup, table  # first: it configures the environment
 
-from lossbench.inference.encoders import ImageEncoder
-from lossbench.inference.runs import transforms_for
+from lossbench.core.runtime import pick_device, to_device
+from lossbench.features.encoders import ImageEncoder
+from lossbench.features.runs import transforms_for
 from lossbench.losses import create_loss
 from lossbench.models.builder import build_model
-from lossbench.runtime import pick_device, to_device
 from lossbench.training import distributed
 from lossbench.training.trainer import Trainer, TrainSettings
 

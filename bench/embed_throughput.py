@@ -24,8 +24,8 @@ import numpy as np
 import torch
 from _common import interleaved, params, setup, table  # first: it configures the environment
 
-from lossbench.inference.encoders import ImageEncoder, encode_all
-from lossbench.inference.runs import transforms_for
+from lossbench.features.encoders import ImageEncoder, encode_all
+from lossbench.features.runs import transforms_for
 from lossbench.models.builder import build_model
 
 

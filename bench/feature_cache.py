@@ -34,9 +34,9 @@ from _common import interleaved, make_images, params, setup, table  # first: it 
 
 from lossbench.data.sampler import PKSampler
 from lossbench.data.split import split_sizes
-from lossbench.inference.encoders import FeatureEncoder, ImageEncoder
-from lossbench.inference.features import compute_features
-from lossbench.inference.runs import transforms_for
+from lossbench.features.cache import compute_features
+from lossbench.features.encoders import FeatureEncoder, ImageEncoder
+from lossbench.features.runs import transforms_for
 from lossbench.losses import create_loss
 from lossbench.models.builder import build_model
 from lossbench.training.trainer import Trainer, TrainSettings
@@ -124,7 +124,7 @@ def run_case(case: Case, p, storage: Path, repeats: int) -> list[object]:
 
 def embed_case(p, storage: Path, repeats: int) -> list[object]:
     """A frozen run's test-set embedding: head on cached features vs the full forward of every image."""
-    from lossbench.inference.encoders import encode_all
+    from lossbench.features.encoders import encode_all
 
     rows = np.arange(600)  # the default test split: 300 queries + 300 gallery
     images = make_images(storage, len(rows), p.data.image_size, p.seed + 1)

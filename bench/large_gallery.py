@@ -3,7 +3,7 @@
 The gallery is synthetic and clustered (128-d unit vectors around 10^4 random centres, noise 1.0: members
 of a cluster have cosine ≈ 0.5, of different clusters 0 ± 0.09), written chunk by chunk into a float32
 ``.npy`` memmap in a temporary folder (removed at the end), so it is never whole in memory; 1000 queries
-come from the same clusters. Every index is built by ``lossbench.faiss_index.build_index`` from the memmap
+come from the same clusters. Every index is built by ``lossbench.index.faiss_index.build_index`` from the memmap
 exactly as the pipeline does: trained on a seeded sample of at most ``--train-size`` vectors (default
 params.yaml's ``index.train_size``), then filled in chunks. One index at a time is held in memory.
 
@@ -32,7 +32,7 @@ import faiss
 import numpy as np
 from _common import clustered, params, recall, setup, table  # first: it configures the environment
 
-from lossbench.faiss_index import build_index, search, serialized_bytes, set_search_params
+from lossbench.index.faiss_index import build_index, search, serialized_bytes, set_search_params
 
 DIM, CLUSTERS, NOISE, K = 128, 10_000, 1.0, 10
 SETTINGS = {"IVF": ("nprobe", (8, 32, 128)), "HNSW": ("ef_search", (64, 256))}

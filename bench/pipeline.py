@@ -58,7 +58,7 @@ ENV = {
     "GIT_COMMITTER_EMAIL": "bench@localhost",
 }
 EMBED = (
-    "import sys; from lossbench.config import load_params; from lossbench.inference.embedding import embed_run; "
+    "import sys; from lossbench.config.params import load_params; from lossbench.embedding.extract import embed_run; "
     "print(embed_run(load_params(), sys.argv[1], int(sys.argv[2])))"
 )
 """The embedding step of ``run@<loss>-<seed>`` on its own (its memory is what step 4 measures)."""

@@ -4,7 +4,7 @@ Two fresh copies of the project with the tiny params of ``bench/pipeline.py`` (e
 restores the other's runs from the run cache) run the same baseline ``dvc repro``, then queue the same
 experiments (``train.epochs`` = 3, 4, 5, 6: every run re-trains) and work through them with
 ``dvc queue start -j 1`` (torch threads: all cores) or ``-j N`` (``train.threads: null`` gives each worker
-cores // N, ``lossbench.runtime.set_threads``). Reported: the wall time of each queue from start to empty and
+cores // N, ``lossbench.core.runtime.set_threads``). Reported: the wall time of each queue from start to empty and
 their ratio. Run it alone on the machine.
 
     python bench/queue_workers.py [--workers 2] [--epochs 3 4 5 6]

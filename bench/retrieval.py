@@ -4,7 +4,7 @@ Gallery: 10^5 and 10^6 vectors of dimension 512 with cluster structure (a few th
 centres on the unit sphere + Gaussian noise, L2-normalised); queries drawn the same way. For each
 size, timed side by side (interleaved rounds, medians), all relative to raw ``faiss.IndexFlatIP``:
 
-- ours: ``lossbench.faiss_index.search`` on ``build_index(gallery, "Flat")`` (goal: ≤ 10% overhead);
+- ours: ``lossbench.index.faiss_index.search`` on ``build_index(gallery, "Flat")`` (goal: ≤ 10% overhead);
 - torch sort: the source projects' approach, the full query × gallery similarity matrix and
   ``torch.sort`` per query (chunks of queries, so memory stays bounded);
 - HNSW32 (efSearch 16 / 64 / 256) and IVF (IVF1024,Flat for 10^5, IVF4096,Flat for 10^6; nprobe 8 / 32):
@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from _common import clustered, interleaved, recall, setup, table  # first: it configures the environment
 
-from lossbench.faiss_index import build_index, search
+from lossbench.index.faiss_index import build_index, search
 
 DIM, K = 512, 10
 

@@ -1,8 +1,8 @@
 """Stage ``compare``: the comparison table and figures of every loss, and the headline loss's metrics."""
 
-from lossbench.comparison import compare
-from lossbench.config import load_params
-from lossbench.stage import run_stage
+from lossbench.comparison.compare import compare
+from lossbench.config.params import load_params
+from lossbench.core.stage import run_stage
 
 
 def main() -> str:

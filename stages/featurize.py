@@ -1,12 +1,12 @@
 """Stage ``featurize``: backbone features computed once, shared by every frozen-backbone run."""
 
-from lossbench import paths
-from lossbench.config import load_params
+from lossbench.config.params import load_params
+from lossbench.core import paths
+from lossbench.core.runtime import pick_device, set_threads
+from lossbench.core.stage import run_stage
 from lossbench.data.checks import check_batches_fit
 from lossbench.data.store import load_processed
-from lossbench.inference.runs import featurize
-from lossbench.runtime import pick_device, set_threads
-from lossbench.stage import run_stage
+from lossbench.features.runs import featurize
 
 
 def main() -> str:

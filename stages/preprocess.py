@@ -1,10 +1,10 @@
 """Stage ``preprocess``: data.original → leak-free splits in data/processed/ and metrics/data.json."""
 
-from lossbench import paths
-from lossbench.config import load_params
+from lossbench.config.params import load_params
+from lossbench.core import paths
+from lossbench.core.io import atomic_write_json
+from lossbench.core.stage import run_stage
 from lossbench.data.preprocess import preprocess_dataset
-from lossbench.io import atomic_write_json
-from lossbench.stage import run_stage
 
 
 def main() -> str:

@@ -9,10 +9,10 @@ Under ``torchrun --nproc_per_node=N -m stages.run <loss> <seed>`` the training i
 (README, *Distributed training*); rank 0 then embeds, indexes and evaluates alone.
 """
 
-from lossbench.config import load_params
-from lossbench.evaluation import evaluate_run
-from lossbench.inference.embedding import embed_run
-from lossbench.stage import run_arguments, run_stage
+from lossbench.config.params import load_params
+from lossbench.core.stage import run_arguments, run_stage
+from lossbench.embedding.extract import embed_run
+from lossbench.evaluation.evaluate import evaluate_run
 from lossbench.training import distributed
 from lossbench.training.run import train_run
 

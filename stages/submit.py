@@ -8,12 +8,12 @@ split, scored with its labels. A challenge image preprocess could not read is na
 import json
 import warnings
 
-from lossbench import paths
-from lossbench.config import load_params
+from lossbench.apps.submission import lost_images, make_submission
+from lossbench.config.params import load_params
+from lossbench.core import paths
+from lossbench.core.io import atomic_write_json
+from lossbench.core.stage import run_stage
 from lossbench.data.store import check_digests, load_processed
-from lossbench.io import atomic_write_json
-from lossbench.stage import run_stage
-from lossbench.submission import lost_images, make_submission
 
 
 def main() -> str:

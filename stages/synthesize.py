@@ -1,8 +1,8 @@
 """Stage ``synthesize``: render the embedded synthetic face data set into data/synthetic/."""
 
-from lossbench.config import load_params
+from lossbench.config.params import load_params
+from lossbench.core.stage import run_stage
 from lossbench.data.synthetic import generate_dataset
-from lossbench.stage import run_stage
 
 OUTPUT = "data/synthetic"
 

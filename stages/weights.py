@@ -3,12 +3,12 @@
 It runs first in every `dvc repro` / `dvc exp run` (always changed), so it also checks what would otherwise fail
 only after training: the ``index.factory`` string against the trained embedding sizes and ``index.train_size``."""
 
-from lossbench import paths
-from lossbench.config import load_params
-from lossbench.faiss_index import check_factory
-from lossbench.io import atomic_write_json
+from lossbench.config.params import load_params
+from lossbench.core import paths
+from lossbench.core.io import atomic_write_json
+from lossbench.core.stage import run_stage
+from lossbench.index.faiss_index import check_factory
 from lossbench.models.weights import weights_record
-from lossbench.stage import run_stage
 
 
 def main() -> str:

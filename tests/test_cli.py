@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 import lossbench
-from lossbench.__main__ import COMMANDS, build_parser, main
+from lossbench.apps.cli import COMMANDS, build_parser, main
 
 
 def test_version_is_the_package_version(capsys):

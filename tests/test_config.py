@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lossbench.config import LOSS_ENTRY_KEYS, Params, load_params, parse_params
-from lossbench.errors import LossbenchError
-from lossbench.losses.options import LOSS_OPTIONS
+from lossbench.config.loss_options import LOSS_OPTIONS
+from lossbench.config.params import LOSS_ENTRY_KEYS, Params, load_params, parse_params
+from lossbench.core.errors import LossbenchError
 
 ROOT = Path(__file__).resolve().parents[1]
 

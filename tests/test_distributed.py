@@ -29,7 +29,7 @@ from loss_options import full_options  # tests/loss_options.py
 from torch import nn
 from train_settings import train_settings  # tests/train_settings.py
 
-from lossbench.inference.encoders import FeatureEncoder
+from lossbench.features.encoders import FeatureEncoder
 from lossbench.losses import create_loss
 from lossbench.models import EmbeddingModel, ProjectionHead
 from lossbench.models.backbones import Backbone

@@ -8,9 +8,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lossbench.core.errors import LossbenchError
 from lossbench.data.transforms import build_eval_transform, build_train_transform
-from lossbench.errors import LossbenchError
-from lossbench.inference.encoders import FeatureEncoder, ImageEncoder, batched_transform, encode_all
+from lossbench.features.encoders import FeatureEncoder, ImageEncoder, batched_transform, encode_all
 from lossbench.models import EmbeddingModel, ProjectionHead
 from lossbench.models.backbones import Backbone
 

@@ -20,14 +20,14 @@ from PIL import Image
 
 import lossbench.data.scan as scan_module
 import lossbench.data.walk as walk_module
-from lossbench.__main__ import main as cli
+from lossbench.apps.cli import main as cli
+from lossbench.core.errors import LossbenchError
+from lossbench.core.stage import run_stage
 from lossbench.data.checks import check_batches_fit
 from lossbench.data.preprocess import preprocess_dataset
 from lossbench.data.scan import UnusableImage, open_rgb
 from lossbench.data.store import MANIFEST_FILE, check_digests, load_processed
-from lossbench.errors import LossbenchError
-from lossbench.faiss_index import check_factory
-from lossbench.stage import run_stage
+from lossbench.index.faiss_index import check_factory
 
 LIMIT = 89478485
 SETTINGS = {

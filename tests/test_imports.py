@@ -16,7 +16,7 @@ HEAVY = ("torch", "torchvision", "timm", "open_clip", "pytorch_metric_learning")
 @pytest.mark.parametrize("stage", ["synthesize", "preprocess", "compare", "submit"])
 def test_light_stages_import_no_torch(stage):
     code = (
-        f"import sys, stages.{stage}; from lossbench.config import load_params; load_params(); "
+        f"import sys, stages.{stage}; from lossbench.config.params import load_params; load_params(); "
         f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))"
     )
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)

@@ -7,9 +7,9 @@ import faiss
 import numpy as np
 import pytest
 
-from lossbench.errors import LossbenchError
-from lossbench.faiss_index import build_index, chunk_rows, describe, load_index, save_index, search
-from lossbench.index_training import min_train_size, training_sample
+from lossbench.core.errors import LossbenchError
+from lossbench.index.faiss_index import build_index, chunk_rows, describe, load_index, save_index, search
+from lossbench.index.training import min_train_size, training_sample
 
 
 def _normalise(x: np.ndarray) -> np.ndarray:

@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from lossbench.data.transforms import build_eval_transform, build_train_transform
-from lossbench.inference.encoders import encode_all
-from lossbench.inference.features import compute_features
-from lossbench.inference.runs import eval_encoder
+from lossbench.features.cache import compute_features
+from lossbench.features.encoders import encode_all
+from lossbench.features.runs import eval_encoder
 from lossbench.models.builder import build_model
 from lossbench.models.pretrained import packaged_weights_file
 from lossbench.models.weights import file_digest, weights_fingerprint, weights_record

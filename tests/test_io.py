@@ -1,10 +1,10 @@
-"""Atomic writers of lossbench.io: byte-reproducible outputs."""
+"""Atomic writers of lossbench.core.io: byte-reproducible outputs."""
 
 from __future__ import annotations
 
 import torch
 
-from lossbench.io import atomic_torch_save
+from lossbench.core.io import atomic_torch_save
 
 
 def test_equal_checkpoints_are_equal_files_wherever_they_are_written(tmp_path):

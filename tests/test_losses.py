@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from loss_options import REFERENCE_OPTIONS, full_options  # tests/loss_options.py
 from open_clip.loss import ClipLoss as OpenClipLoss
 
-from lossbench.errors import LossbenchError
+from lossbench.core.errors import LossbenchError
 from lossbench.losses import LOSSES, MetricLoss, create_loss, loss_options, register_loss
 from lossbench.losses.clip import identity_pairs
 
@@ -468,7 +468,7 @@ def test_classifier_losses_need_two_classes():
 
 
 def test_register_loss_rejects_duplicates_and_foreign_schemas():
-    from lossbench.losses.options import ArcFaceOptions, CosFaceOptions
+    from lossbench.config.loss_options import ArcFaceOptions, CosFaceOptions
 
     with pytest.raises(ValueError, match="twice"):
         register_loss("arcface")(type("Dup", (MetricLoss,), {"Options": ArcFaceOptions}))

@@ -10,7 +10,7 @@ from pytorch_metric_learning.utils.accuracy_calculator import AccuracyCalculator
 from pytorch_metric_learning.utils.inference import CustomKNN
 from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 
-from lossbench.errors import LossbenchError
+from lossbench.core.errors import LossbenchError
 from lossbench.metrics import challenge_score, evaluate_retrieval, evaluate_verification, rank_gallery
 
 

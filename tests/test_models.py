@@ -14,7 +14,7 @@ from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
 from safetensors.torch import save_file
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 
-from lossbench.errors import LossbenchError
+from lossbench.core.errors import LossbenchError
 from lossbench.models import FAMILIES, EmbeddingModel, NormaliseHead, ProjectionHead, create_backbone, register_family
 from lossbench.models.backbones import Backbone
 from tests.conftest import TINY_TEXT_CLIP

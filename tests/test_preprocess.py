@@ -1,4 +1,4 @@
-"""Raw folder -> manifest + images: formats, skips, duplicates, drops, layouts, errors, store, dataset."""
+"""Raw folder -> manifest + images: formats, skips, duplicates, drops, layouts, errors, store."""
 
 from __future__ import annotations
 
@@ -10,14 +10,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 from PIL import Image
 
-from lossbench.data.dataset import ImageArrayDataset
+from lossbench.core.errors import LossbenchError
 from lossbench.data.preprocess import preprocess_dataset, resize_center_crop
 from lossbench.data.scan import UnusableImage, open_rgb
 from lossbench.data.store import load_processed
-from lossbench.errors import LossbenchError
 
 SIZE = 16
 LIMIT = 89478485  # data.max_image_pixels (Pillow's default)
@@ -370,19 +368,3 @@ def test_bad_roots_are_clear_errors(tmp_path: Path) -> None:
         preprocess(tmp_path / "hollow", tmp_path / "out", queries_per_id=0)
     with pytest.raises(LossbenchError, match="dvc repro preprocess"):
         load_processed(tmp_path / "never_written")
-
-
-def test_dataset_items(tmp_path: Path) -> None:
-    images = np.lib.format.open_memmap(tmp_path / "x.npy", mode="w+", dtype=np.uint8, shape=(3, 4, 4, 3))
-    images[:] = np.arange(3, dtype=np.uint8)[:, None, None, None] * 100
-    images.flush()
-    readonly = np.load(tmp_path / "x.npy", mmap_mode="r")
-    dataset = ImageArrayDataset(readonly, rows=[2, 0], labels=[7, 5], transform=None)
-    assert len(dataset) == 2
-    x, label, row = dataset[0]
-    assert x.shape == (3, 4, 4) and x.dtype == torch.float32
-    assert torch.allclose(x, torch.full((3, 4, 4), 200 / 255)) and (label, row) == (7, 2)
-    flipped = ImageArrayDataset(readonly, [1], [0], transform=lambda a: torch.from_numpy(a[:, ::-1].copy()))
-    assert flipped[0][0].shape == (4, 4, 3)
-    with pytest.raises(LossbenchError):
-        ImageArrayDataset(readonly, rows=[0, 3], labels=[0, 0], transform=None)

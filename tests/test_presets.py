@@ -15,11 +15,11 @@ import pytest
 import torch
 import yaml
 
-from lossbench.__main__ import main
-from lossbench.errors import LossbenchError
+from lossbench.apps.cli import main
+from lossbench.config.presets import apply_preset, list_presets, resolve
+from lossbench.core.errors import LossbenchError
 from lossbench.models import create_backbone
 from lossbench.models.builder import build_model
-from lossbench.presets import apply_preset, list_presets, resolve
 
 ROOT = Path(__file__).resolve().parents[1]
 PRESETS = list_presets()
@@ -128,8 +128,8 @@ def test_printed_command_and_apply_give_the_reference_params(params_file, name, 
 @pytest.mark.parametrize("name", list(PRESETS))
 def test_presets_list_every_option_of_their_losses(name):
     """Loss options have no defaults: a preset gives all of them, so it does not depend on params.yaml's losses."""
-    from lossbench.config import LOSS_ENTRY_KEYS
-    from lossbench.losses.options import LOSS_OPTIONS
+    from lossbench.config.loss_options import LOSS_OPTIONS
+    from lossbench.config.params import LOSS_ENTRY_KEYS
 
     for loss, entry in PRESETS[name].params["losses"].items():
         entry = entry or {}

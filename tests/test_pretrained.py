@@ -12,7 +12,7 @@ import torch
 from huggingface_hub import constants as hf_constants
 from PIL import Image
 
-from lossbench.errors import LossbenchError
+from lossbench.core.errors import LossbenchError
 from lossbench.models import create_backbone
 from lossbench.models import pretrained as packaged
 from lossbench.models.pretrained import (

@@ -14,23 +14,23 @@ import pytest
 from matplotlib.colors import to_rgb
 from PIL import Image
 
-from lossbench.errors import LossbenchError
-from lossbench.report import (
+from lossbench.comparison import figures
+from lossbench.comparison.figures import interval_bars, retrieval_grid, seed_curves, tsne_coordinates, tsne_plot
+from lossbench.comparison.tables import (
     Cell,
     Row,
     Study,
-    figures,
-    interval_bars,
-    retrieval_grid,
-    seed_curves,
+    format_diff,
+    format_share,
+    format_value,
+    half_width,
+    metric_info,
     to_csv,
     to_latex,
     to_markdown,
-    tsne_coordinates,
-    tsne_plot,
     write_tables,
 )
-from lossbench.report.tables import format_diff, format_share, format_value, half_width, metric_info
+from lossbench.core.errors import LossbenchError
 
 STUDY = Study(
     seeds=3, resamples=1000, confidence=0.95, headline_metric="score", index_factory="Flat", queries=120, identities=40

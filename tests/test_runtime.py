@@ -7,7 +7,7 @@ import os
 import pytest
 import torch
 
-from lossbench.runtime import QUEUE_WORKER_PIDS, queue_workers, set_threads, to_device
+from lossbench.core.runtime import QUEUE_WORKER_PIDS, queue_workers, set_threads, to_device
 
 
 def _project_with_workers(root, pids: list[int]) -> dict[str, str]:

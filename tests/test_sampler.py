@@ -9,8 +9,8 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
+from lossbench.core.errors import LossbenchError
 from lossbench.data.sampler import PKSampler
-from lossbench.errors import LossbenchError
 
 # 10 identities (labels 100..109, not contiguous) with 2..7 images each, shuffled order
 _COUNTS = [5, 2, 7, 3, 4, 6, 2, 5, 3, 4]

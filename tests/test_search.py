@@ -17,9 +17,9 @@ import pytest
 import yaml
 from PIL import Image
 
-from lossbench.__main__ import main
-from lossbench.report.figures import RIGHT_COLOR, WRONG_COLOR
-from lossbench.search import NEUTRAL_COLOR
+from lossbench.apps.cli import main
+from lossbench.apps.search import NEUTRAL_COLOR
+from lossbench.comparison.figures import RIGHT_COLOR, WRONG_COLOR
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from lossbench.core.errors import LossbenchError
 from lossbench.data.split import (
     check_no_leaks,
     identity_folds,
@@ -15,7 +16,6 @@ from lossbench.data.split import (
     split_identities,
     split_sizes,
 )
-from lossbench.errors import LossbenchError
 
 COUNTS = {f"id{i:02d}": 2 + i for i in range(40)}  # image counts 2..41
 

@@ -20,7 +20,7 @@ How the closure is computed (statically, with ``ast``; no project code is execut
   ``__getattr__`` (PEP 562 lazy loading, as in ``lossbench/losses/__init__.py``) count only for a stage that
   may call it, i.e. whose closure does ``from pkg import X`` with ``X`` not bound at the top level of
   ``pkg/__init__.py`` (``from lossbench.losses import create_loss`` does; ``from lossbench.losses import
-  loss_trains`` and ``from lossbench.losses.options import ...`` do not), or ``from pkg import *``, or binds the
+  loss_trains`` and ``from lossbench.config.loss_options import ...`` do not), or ``from pkg import *``, or binds the
   package itself to a name (``import pkg``, ``import pkg.sub`` without ``as``, ``from parent import pkg``,
   ``import_module("pkg")``): attribute access on such a name is not tracked, so it counts as a call.
 * Imports under ``if TYPE_CHECKING:`` (or ``typing.TYPE_CHECKING``) do NOT count: they never run, so editing
@@ -568,6 +568,8 @@ class StageReport:
     files: dict[Path, list[Path]]  # imported project file -> chain from the entry point
     uncovered: list[Path]
     unresolved: list[str]
+    superfluous: list[Path] = field(default_factory=list)  # code deps (files or folders) it does not wholly import
+    expected: list[str] = field(default_factory=list)  # the exact code deps: folders it imports wholly, else files
 
 
 def stage_name(stage, root: Path) -> str:
@@ -579,6 +581,33 @@ def stage_name(stage, root: Path) -> str:
 def covered(path: Path, deps: list[Path]) -> bool:
     above = {path, *path.parents}
     return any(dep in above for dep in deps)
+
+
+def code_files(path: Path) -> set[Path]:
+    """The ``.py`` files a dep covers (itself, or every one below a folder)."""
+    if path.is_file():
+        return {path} if path.suffix == ".py" else set()
+    return set(path.rglob("*.py")) if path.is_dir() else set()
+
+
+def superfluous_deps(deps: list[Path], imported: set[Path]) -> list[Path]:
+    """Code deps that cover a file the stage never imports: an edit there would re-run it for nothing."""
+    return sorted(dep for dep in deps if (files := code_files(dep)) and not files <= imported)
+
+
+def exact_deps(imported: set[Path], root: Path) -> list[str]:
+    """The fewest deps that cover exactly ``imported``: a folder when every ``.py`` below it is imported, else files."""
+    chosen: set[Path] = set()
+    for path in sorted(imported):
+        top = path
+        for folder in path.parents:
+            if folder == root or root not in folder.parents:
+                break
+            if code_files(folder) <= imported:
+                top = folder
+        chosen.add(top)
+    chosen = {c for c in chosen if not any(parent in chosen for parent in c.parents)}
+    return sorted(c.relative_to(root).as_posix() for c in chosen)
 
 
 def check_stages(root: Path) -> list[StageReport]:
@@ -626,7 +655,18 @@ def check_stages(root: Path) -> list[StageReport]:
                     files[path] = [c for c in chain if c.name != "<python -c>"]
             unresolved.extend(u for u in closure.unresolved if u not in unresolved)
         uncovered = sorted(p for p in files if not covered(p, deps))
-        reports.append(StageReport(stage_name(stage, root), checked, files, uncovered, unresolved))
+        imported = set(files)
+        reports.append(
+            StageReport(
+                stage_name(stage, root),
+                checked,
+                files,
+                uncovered,
+                unresolved,
+                superfluous_deps(deps, imported) if checked else [],
+                exact_deps(imported, root),
+            )
+        )
     return reports
 
 
@@ -641,6 +681,12 @@ def _problem_lines(report: StageReport, root: Path) -> list[str]:
         f"imports {rel(path)} (via {' → '.join(rel(p) for p in report.files[path])}) but its deps do not cover it"
         for path in report.uncovered
     ]
+    lines += [
+        f"lists {rel(dep)} but never imports {', '.join(sorted(rel(f) for f in code_files(dep) - set(report.files)))}"
+        for dep in report.superfluous
+    ]
+    if report.uncovered or report.superfluous:
+        lines.append("exact code deps: " + ", ".join(report.expected))
     lines += [
         f"cannot follow the dynamic import at {problem}; make it resolvable or list what it loads in "
         "DYNAMIC_IMPORTS (tests/test_stage_deps.py)"
@@ -671,12 +717,12 @@ def test_every_stage_depends_on_the_project_files_it_imports():
     assert len(checked) > 0, "no stage runs `python -m <project module>` or `python <project script>`"
     for report in checked:  # the entry point itself is always part of its closure
         assert report.files, f"stage {report.name!r}: no project file found for its command"
-    failing = [r for r in checked if r.uncovered or r.unresolved]
+    failing = [r for r in checked if r.uncovered or r.unresolved or r.superfluous]
     if failing:
         pytest.fail(
-            f"{len(failing)} of {len(checked)} stages running project code import files their deps do not "
-            "cover (DVC would not re-run them when those files change); add each file, or a folder above "
-            "it, to the stage's deps in dvc.yaml:\n" + summarize(reports, ROOT),
+            f"{len(failing)} of {len(checked)} stages running project code have code deps that differ from what "
+            "they import: a missing one lets an edit leave stale outputs, a superfluous one re-runs the stage for "
+            "nothing; set each stage's code deps in dvc.yaml to the exact list shown:\n" + summarize(reports, ROOT),
             pytrace=False,
         )
 

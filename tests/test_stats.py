@@ -1,4 +1,4 @@
-"""lossbench.stats against independent references: scipy, scikit-learn, the verification metrics on
+"""lossbench.evaluation.bootstrap against independent references: scipy, scikit-learn, the verification metrics on
 explicitly duplicated queries, hand-worked cases and seeded calibration simulations."""
 
 from __future__ import annotations
@@ -12,9 +12,8 @@ import pytest
 from scipy import stats as scipy_stats
 from sklearn.metrics import roc_auc_score
 
-import lossbench.stats as st
-from lossbench.metrics import verification as ver
-from lossbench.stats import (
+import lossbench.evaluation.bootstrap as st
+from lossbench.evaluation.bootstrap import (
     few_events,
     identity_weights,
     impostors_above,
@@ -23,6 +22,7 @@ from lossbench.stats import (
     t_quantile,
     verification_replicates,
 )
+from lossbench.metrics import verification as ver
 
 FARS = (1e-1, 1e-2, 1e-3)
 

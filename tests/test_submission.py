@@ -13,23 +13,23 @@ import torch
 import yaml
 from PIL import Image
 
-from lossbench.data.preprocess import preprocess_dataset, resize_center_crop
-from lossbench.data.scan import open_rgb
-from lossbench.data.store import load_processed
-from lossbench.data.transforms import build_eval_transform
-from lossbench.embedding_sets import set_rows
-from lossbench.errors import LossbenchError
-from lossbench.inference.embedding import extract_embeddings
-from lossbench.inference.encoders import ImageEncoder
-from lossbench.io import atomic_save_npy
-from lossbench.models.builder import build_model
-from lossbench.submission import (
+from lossbench.apps.submission import (
     base_names,
     lost_images,
     make_submission,
     score_ranking,
     validate_submission,
 )
+from lossbench.core.errors import LossbenchError
+from lossbench.core.io import atomic_save_npy
+from lossbench.data.preprocess import preprocess_dataset, resize_center_crop
+from lossbench.data.scan import open_rgb
+from lossbench.data.store import load_processed
+from lossbench.data.transforms import build_eval_transform
+from lossbench.embedding.extract import extract_embeddings
+from lossbench.embedding.sets import set_rows
+from lossbench.features.encoders import ImageEncoder
+from lossbench.models.builder import build_model
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFilter
 
+from lossbench.core.errors import LossbenchError
 from lossbench.data import synthetic
 from lossbench.data.synthetic import (
     domain_counts,
@@ -21,7 +22,6 @@ from lossbench.data.synthetic import (
     sample_nuisance,
     sample_traits,
 )
-from lossbench.errors import LossbenchError
 
 SMALL = {"identities": 6, "images_per_id": 4, "image_size": 48}
 

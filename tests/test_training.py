@@ -12,7 +12,7 @@ from loss_options import full_options  # tests/loss_options.py
 from torch import nn
 from train_settings import train_settings  # tests/train_settings.py
 
-from lossbench.inference.encoders import FeatureEncoder, ImageEncoder
+from lossbench.features.encoders import FeatureEncoder, ImageEncoder
 from lossbench.losses import LOSSES, LossContext, create_loss
 from lossbench.metrics.ranking import evaluate_retrieval
 from lossbench.models import EmbeddingModel, ProjectionHead, create_backbone

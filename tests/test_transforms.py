@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
+from lossbench.core.errors import LossbenchError
 from lossbench.data.transforms import build_eval_transform, build_train_transform
-from lossbench.errors import LossbenchError
 
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)

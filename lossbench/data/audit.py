@@ -7,9 +7,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from lossbench.core.errors import LossbenchError
 from lossbench.data.layout import detect_layout
 from lossbench.data.walk import Skip, cause, walk
-from lossbench.errors import LossbenchError
 
 PROBLEMS = ("layout", "broken_symlink", "directory_symlink", "unreadable", "special_file", "name_not_utf8")
 """Kinds of problem check-data reports (hidden files, non-images and corrupt images are preprocess's to skip)."""
@@ -48,5 +48,7 @@ def format_problems(root: str | os.PathLike, problems: list[Skip]) -> str:
     if not problems:
         return f"{root}: no problems found (ready for `dvc add` and preprocess)"
     lines = [f"{p.path or '.'}: {p.reason}" + (f" ({p.detail})" if p.detail else "") for p in problems]
-    counts = ", ".join(f"{sum(p.reason == k for p in problems)} {k}" for k in PROBLEMS if any(p.reason == k for p in problems))
+    counts = ", ".join(
+        f"{sum(p.reason == k for p in problems)} {k}" for k in PROBLEMS if any(p.reason == k for p in problems)
+    )
     return "\n".join([*lines, f"{root}: {len(problems)} problem(s): {counts}; fix them before `dvc add` / `dvc repro`"])

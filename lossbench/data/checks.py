@@ -8,11 +8,15 @@ from pathlib import PurePosixPath
 
 import pandas as pd
 
-from lossbench.errors import LossbenchError
+from lossbench.core.errors import LossbenchError
 
 MINIMUM_IDENTITIES = {
     "train": (2, "a training batch needs at least 2 (positives and negatives)", "lower data.val_ids / data.test_ids"),
-    "test": (2, "evaluation needs at least 2 (verification pairs each query with other identities)", "raise data.test_ids"),
+    "test": (
+        2,
+        "evaluation needs at least 2 (verification pairs each query with other identities)",
+        "raise data.test_ids",
+    ),
 }
 """Split -> (fewest identities later stages can use, why, how to get more besides adding identities)."""
 MIN_VAL_IDS = 2

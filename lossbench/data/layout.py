@@ -8,7 +8,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from lossbench.errors import LossbenchError
+from lossbench.core.errors import LossbenchError
 
 IMAGE_FOLDER = "image_folder"
 CHALLENGE = "challenge"

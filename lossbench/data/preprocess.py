@@ -8,13 +8,13 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, fields
 from multiprocessing import Pool
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from PIL import Image
 from tqdm import tqdm
 
+from lossbench.core.errors import LossbenchError
 from lossbench.data.checks import check_manifest
 from lossbench.data.scan import (
     CHALLENGE,
@@ -36,7 +36,6 @@ from lossbench.data.split import (
     split_identities,
 )
 from lossbench.data.store import scratch_array, staged_folder, write_images, write_manifest
-from lossbench.errors import LossbenchError
 
 AUTO_WORKERS_MIN_FILES = 256  # below this a process pool costs more than it saves
 _EXAMPLES = 5
@@ -163,9 +162,7 @@ def _train_challenge_duplicates(labelled: pd.DataFrame, challenge: pd.DataFrame)
     ]
 
 
-def _drop_small_identities(
-    images: pd.DataFrame, scan: Scan, min_images: int
-) -> tuple[pd.DataFrame, list[dict]]:
+def _drop_small_identities(images: pd.DataFrame, scan: Scan, min_images: int) -> tuple[pd.DataFrame, list[dict]]:
     counts = images.groupby("identity").size()
     with_files = {c.identity for c in scan.candidates}
     prefix = "train/" if scan.layout == CHALLENGE else ""
@@ -174,8 +171,9 @@ def _drop_small_identities(
     for identity in scan.identities:
         count = int(counts.get(identity, 0))
         if f"{prefix}{identity}/" in unread:
-            dropped.append({"identity": identity, "reason": "unreadable", "images": 0,
-                            "detail": unread[f"{prefix}{identity}/"]})
+            dropped.append(
+                {"identity": identity, "reason": "unreadable", "images": 0, "detail": unread[f"{prefix}{identity}/"]}
+            )
         elif identity not in with_files:
             dropped.append({"identity": identity, "reason": "empty", "images": 0})
         elif count < min_images:
@@ -219,17 +217,32 @@ def _warn_about(
     for reason in sorted({f.reason for f in scan.folders}):
         folders = [f.path for f in scan.folders if f.reason == reason]
         _warn(len(folders), f"{scan.root}: did not enter {len(folders)} {reason} folder(s)", folders)
-    _warn(len(scan.ignored), f"{scan.root}: ignored {len(scan.ignored)} entries outside the layout",
-          [d["path"] for d in scan.ignored])
+    _warn(
+        len(scan.ignored),
+        f"{scan.root}: ignored {len(scan.ignored)} entries outside the layout",
+        [d["path"] for d in scan.ignored],
+    )
     within, cross, shared = duplicates["within_identity"], duplicates["cross_identity"], duplicates["train_challenge"]
-    _warn(len(within), f"removed {sum(len(d['removed']) for d in within)} exact duplicate(s) within identities",
-          [f"{p} (copy of {d['kept']})" for d in within for p in d["removed"]])
-    _warn(len(cross), f"dropped all copies of {len(cross)} image(s) found under several identities (label noise)",
-          [" = ".join(d["paths"]) for d in cross])
-    _warn(len(shared), f"{len(shared)} train image(s) also in the challenge test set",
-          [" = ".join(d["train"] + d["challenge"]) for d in shared])
-    _warn(len(dropped), f"dropped {len(dropped)} identities with fewer than {min_images} usable images",
-          [f"{d['identity']} ({d['reason']}, {d['images']})" for d in dropped])
+    _warn(
+        len(within),
+        f"removed {sum(len(d['removed']) for d in within)} exact duplicate(s) within identities",
+        [f"{p} (copy of {d['kept']})" for d in within for p in d["removed"]],
+    )
+    _warn(
+        len(cross),
+        f"dropped all copies of {len(cross)} image(s) found under several identities (label noise)",
+        [" = ".join(d["paths"]) for d in cross],
+    )
+    _warn(
+        len(shared),
+        f"{len(shared)} train image(s) also in the challenge test set",
+        [" = ".join(d["train"] + d["challenge"]) for d in shared],
+    )
+    _warn(
+        len(dropped),
+        f"dropped {len(dropped)} identities with fewer than {min_images} usable images",
+        [f"{d['identity']} ({d['reason']}, {d['images']})" for d in dropped],
+    )
 
 
 def _warn_mixed(mixed: list[dict], query_domain: str | None, policy: str) -> None:
@@ -239,8 +252,11 @@ def _warn_mixed(mixed: list[dict], query_domain: str | None, policy: str) -> Non
         else "their queries are drawn at random, mixing two protocols (data.query_domain_missing: train leaves "
         "them out of val/test)"
     )
-    _warn(len(mixed), f"{len(mixed)} val/test identities lack query_domain={query_domain!r} or any other domain: "
-          f"{action}", [f"{d['identity']} ({d['split']}, lacks {d['lacks']})" for d in mixed])
+    _warn(
+        len(mixed),
+        f"{len(mixed)} val/test identities lack query_domain={query_domain!r} or any other domain: {action}",
+        [f"{d['identity']} ({d['split']}, lacks {d['lacks']})" for d in mixed],
+    )
 
 
 def _without_query_domain(labelled: pd.DataFrame, split_of: dict[str, str], query_domain: str | None) -> list[dict]:
@@ -409,8 +425,19 @@ def preprocess_dataset(
                     "(empty, or every file skipped: see the data report): add the challenge images, or remove "
                     "test/ to use train/ as an image-folder data set"
                 )
-            manifest, mixed = _build_manifest(labelled, challenge, scan, val_ids, test_ids, queries_per_id,
-                                              query_domain, query_domain_missing, seed, folds, fold)
+            manifest, mixed = _build_manifest(
+                labelled,
+                challenge,
+                scan,
+                val_ids,
+                test_ids,
+                queries_per_id,
+                query_domain,
+                query_domain_missing,
+                seed,
+                folds,
+                fold,
+            )
             _warn_mixed(mixed, query_domain, query_domain_missing)
             check_no_leaks(manifest)
             notes = check_manifest(manifest)

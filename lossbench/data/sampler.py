@@ -6,7 +6,7 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
-from lossbench.errors import LossbenchError
+from lossbench.core.errors import LossbenchError
 
 
 class PKSampler:

@@ -15,9 +15,9 @@ from typing import BinaryIO
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from lossbench.core.errors import LossbenchError
 from lossbench.data.layout import CHALLENGE, CHALLENGE_ROLES, IMAGE_FOLDER, LAYOUT_HELP, detect_layout
 from lossbench.data.walk import Skip, Tree, cause, classify, display, join, list_folder, record, special_kind, walk
-from lossbench.errors import LossbenchError
 
 SKIP_REASONS = (
     "hidden",

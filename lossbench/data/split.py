@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from lossbench.errors import LossbenchError
+from lossbench.core.errors import LossbenchError
 
 SPLITS = ("train", "val", "test")
 EVAL_ROLES = ("query", "gallery", "unused")
@@ -24,7 +24,7 @@ def _share(fraction: float, num_identities: int) -> int:
 def split_sizes(num_identities: int, val_fraction: float, test_fraction: float) -> dict[str, int]:
     """Identities per split: fractions rounded half up, at least 1 for a positive fraction, rest train.
 
-    The fractions are ``data.val_ids`` / ``data.test_ids``, validated when params load (lossbench/config.py);
+    The fractions are ``data.val_ids`` / ``data.test_ids``, validated when params load (lossbench/config/params.py);
     whether ``num_identities`` is enough for them is checked here."""
     sizes = {"val": _share(val_fraction, num_identities), "test": _share(test_fraction, num_identities)}
     sizes = {"train": num_identities - sizes["val"] - sizes["test"], **sizes}
@@ -81,11 +81,14 @@ def _check_folds(num_identities: int, folds: int, fold: int) -> None:
     if folds == 0 and fold == 0:
         return
     if folds < 2 or not 0 <= fold < folds:  # params are validated at load (config.py); this guards direct calls
-        raise LossbenchError(f"folds={folds}, fold={fold}: use folds=0 (no folds, fold=0) or folds >= 2 "
-                             "and 0 <= fold < folds")
+        raise LossbenchError(
+            f"folds={folds}, fold={fold}: use folds=0 (no folds, fold=0) or folds >= 2 and 0 <= fold < folds"
+        )
     if num_identities < folds:
-        raise LossbenchError(f"{num_identities} usable identities are too few for folds={folds}: every fold needs "
-                             "at least one identity; lower data.folds or add identities")
+        raise LossbenchError(
+            f"{num_identities} usable identities are too few for folds={folds}: every fold needs "
+            "at least one identity; lower data.folds or add identities"
+        )
 
 
 def identity_folds(image_counts: Mapping[str, int], folds: int, seed: int) -> dict[str, int]:

@@ -16,8 +16,8 @@ import numpy as np
 import pandas as pd
 from numpy.lib.format import open_memmap
 
-from lossbench.errors import LossbenchError
-from lossbench.io import atomic_write_text
+from lossbench.core.errors import LossbenchError
+from lossbench.core.io import atomic_write_text
 
 IMAGES_FILE = "images.npy"
 MANIFEST_FILE = "manifest.csv"
@@ -57,7 +57,7 @@ def write_images(
             out[start : start + chunk] = source[rows[start : start + chunk]]
         out.flush()
         del out
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; like lossbench.io, outputs are ordinary readable files
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; like lossbench.core.io, outputs are ordinary readable files
         os.replace(tmp, target)
     finally:
         if tmp.exists():
@@ -116,7 +116,9 @@ def check_digests(
         try:
             expected = json.loads((directory / DIGEST_FILE).read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
-            raise LossbenchError(f"{directory / DIGEST_FILE} is unreadable ({exc}); run `dvc repro preprocess`") from None
+            raise LossbenchError(
+                f"{directory / DIGEST_FILE} is unreadable ({exc}); run `dvc repro preprocess`"
+            ) from None
     found = _digests(directory)
     stale = [name for name in found if found[name] != expected.get(name)]
     if stale:

@@ -8,14 +8,14 @@ Augmentations never flip vertically (faces are upright).
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
-from lossbench.errors import LossbenchError
+from lossbench.core.errors import LossbenchError
 
 
 class ArrayToImage:
@@ -50,7 +50,7 @@ def build_train_transform(
     """Random resized crop (area share in ``crop_scale``) to ``input_size``, optional horizontal flip, colour
     jitter of brightness/contrast/saturation by ``±color_jitter`` (0 = off), then normalisation.
 
-    ``crop_scale`` and ``color_jitter`` are ``train.augment.*``, validated when params load (lossbench/config.py)."""
+    ``crop_scale`` and ``color_jitter`` are ``train.augment.*``, validated when params load (lossbench/config/params.py)."""
     _check_size(input_size)
     low, high = crop_scale
     steps: list = [ArrayToImage(), v2.RandomResizedCrop(input_size, scale=(low, high), antialias=True)]

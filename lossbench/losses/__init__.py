@@ -1,6 +1,6 @@
 """Metric-learning losses behind one registry: `create_loss(name, num_classes, embed_dim, context=None, **options)`.
 
-The option schemas (`lossbench.losses.options`: `LOSS_OPTIONS`, `loss_options`, `build_options`, `loss_trains`)
+The option schemas (`lossbench.config.loss_options`: `LOSS_OPTIONS`, `loss_options`, `build_options`, `loss_trains`)
 need no torch, so validating params stays light. The implementations, and torch with them, load on first use
 of `LOSSES`, `create_loss`, `MetricLoss`, `LossContext` or `register_loss`.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from lossbench.losses.options import LOSS_OPTIONS, build_options, loss_options, loss_trains
+from lossbench.config.loss_options import LOSS_OPTIONS, build_options, loss_options, loss_trains
 
 _LAZY = {
     "LOSSES": "registry",

@@ -7,9 +7,9 @@ import math
 import torch
 from pytorch_metric_learning import losses as pml_losses
 
+from lossbench.config.loss_options import ArcFaceOptions
 from lossbench.losses.base import LossContext, MetricLoss
 from lossbench.losses.components import MarginSoftmax
-from lossbench.losses.options import ArcFaceOptions
 from lossbench.losses.registry import register_loss
 
 

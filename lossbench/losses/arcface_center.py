@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import torch
 
+from lossbench.config.loss_options import ArcFaceCenterOptions
 from lossbench.losses.arcface import ArcFaceLoss
 from lossbench.losses.base import LossContext, MetricLoss
 from lossbench.losses.components import CenterLoss, LinearClassifier
-from lossbench.losses.options import ArcFaceCenterOptions
 from lossbench.losses.registry import register_loss
 
 

@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from lossbench.losses.options import LossOptions
+from lossbench.config.loss_options import LossOptions
 
 
 @dataclasses.dataclass(frozen=True)
@@ -23,7 +23,7 @@ class LossContext:
 class MetricLoss(nn.Module):
     """A metric-learning loss on L2-normalised embeddings.
 
-    Subclasses set `Options` (their schema in `lossbench.losses.options`) and take
+    Subclasses set `Options` (their schema in `lossbench.config.loss_options`) and take
     `(num_classes, embed_dim, options, context)`. Loss-owned parameters are reported by `param_groups`;
     by default the groups of child modules that define `param_groups` (shared components).
     """

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from lossbench.errors import LossbenchError
+from lossbench.config.loss_options import BaselineOptions
+from lossbench.core.errors import LossbenchError
 from lossbench.losses.base import MetricLoss
-from lossbench.losses.options import BaselineOptions
 from lossbench.losses.registry import register_loss
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import torch
 
+from lossbench.config.loss_options import CenterCrossEntropyOptions
 from lossbench.losses.base import LossContext, MetricLoss
 from lossbench.losses.components import CenterLoss, LinearClassifier
-from lossbench.losses.options import CenterCrossEntropyOptions
 from lossbench.losses.registry import register_loss
 
 

@@ -9,9 +9,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lossbench.errors import LossbenchError
+from lossbench.config.loss_options import ClipOptions
+from lossbench.core.errors import LossbenchError
 from lossbench.losses.base import LossContext, MetricLoss
-from lossbench.losses.options import ClipOptions
 from lossbench.losses.registry import register_loss
 
 

@@ -6,8 +6,8 @@ import torch
 from pytorch_metric_learning import distances as pml_distances
 from pytorch_metric_learning import losses as pml_losses
 
+from lossbench.config.loss_options import ContrastiveOptions
 from lossbench.losses.base import LossContext, MetricLoss
-from lossbench.losses.options import ContrastiveOptions
 from lossbench.losses.registry import register_loss
 
 

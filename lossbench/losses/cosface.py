@@ -5,9 +5,9 @@ from __future__ import annotations
 import torch
 from pytorch_metric_learning import losses as pml_losses
 
+from lossbench.config.loss_options import CosFaceOptions
 from lossbench.losses.base import LossContext, MetricLoss
 from lossbench.losses.components import MarginSoftmax
-from lossbench.losses.options import CosFaceOptions
 from lossbench.losses.registry import register_loss
 
 

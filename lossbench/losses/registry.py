@@ -14,9 +14,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from lossbench.errors import LossbenchError
+from lossbench.config.loss_options import LOSS_OPTIONS, build_options, options_class
+from lossbench.core.errors import LossbenchError
 from lossbench.losses.base import LossContext, MetricLoss
-from lossbench.losses.options import LOSS_OPTIONS, build_options, options_class
 
 LOSSES: dict[str, type[MetricLoss]] = {}
 INFRASTRUCTURE = frozenset({"base", "components", "options", "registry"})
@@ -45,7 +45,7 @@ def load_implementations() -> dict[str, type[MetricLoss]]:
 
 def register_loss(name: str) -> Callable[[type[MetricLoss]], type[MetricLoss]]:
     """Class decorator adding a `MetricLoss` subclass to `LOSSES` under `name`; its `Options` must be the
-    schema registered for `name` in `lossbench.losses.options`."""
+    schema registered for `name` in `lossbench.config.loss_options`."""
 
     def decorate(cls: type[MetricLoss]) -> type[MetricLoss]:
         if name in LOSSES:
@@ -53,7 +53,7 @@ def register_loss(name: str) -> Callable[[type[MetricLoss]], type[MetricLoss]]:
         if LOSS_OPTIONS.get(name) is not cls.Options:
             raise ValueError(
                 f"loss {name!r}: {cls.__name__}.Options must be the schema registered with "
-                f"@options_for({name!r}) in lossbench/losses/options.py"
+                f"@options_for({name!r}) in lossbench/config/loss_options.py"
             )
         cls.name = name
         cls.needs_training = cls.Options.trains

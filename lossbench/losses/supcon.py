@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from pytorch_metric_learning import losses as pml_losses
 
+from lossbench.config.loss_options import SupConOptions
 from lossbench.losses.base import LossContext, MetricLoss
-from lossbench.losses.options import SupConOptions
 from lossbench.losses.registry import register_loss
 
 

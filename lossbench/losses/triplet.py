@@ -9,8 +9,8 @@ from pytorch_metric_learning import losses as pml_losses
 from pytorch_metric_learning import miners as pml_miners
 from torch import nn
 
+from lossbench.config.loss_options import TripletOptions
 from lossbench.losses.base import LossContext, MetricLoss
-from lossbench.losses.options import TripletOptions
 from lossbench.losses.registry import register_loss
 
 # mining → factory(margin) of the pml miner choosing the triplets (None: every valid triplet)

@@ -16,11 +16,11 @@ Queries whose label has no gallery item cannot be scored; like torchreid they ar
 from __future__ import annotations
 
 import warnings
-from typing import Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 
-from lossbench.errors import LossbenchError
+from lossbench.core.errors import LossbenchError
 
 CHALLENGE_WEIGHTS = {1: 600.0, 5: 300.0, 10: 100.0}
 """Weights of the challenge score: 600·top1 + 300·top5 + 100·top10 (0–1000)."""
@@ -45,20 +45,23 @@ def l2_normalize(x: np.ndarray) -> np.ndarray:
     return (x / np.maximum(norms, np.float32(1e-12))).astype(np.float32, copy=False)
 
 
-def encode_labels(query_labels: Sequence, gallery_labels: Sequence, n_query: int,
-                  n_gallery: int) -> tuple[np.ndarray, np.ndarray]:
+def encode_labels(
+    query_labels: Sequence, gallery_labels: Sequence, n_query: int, n_gallery: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Map query and gallery labels (any comparable type) to shared int64 codes, checking lengths."""
     q, g = np.asarray(query_labels), np.asarray(gallery_labels)
     if q.shape != (n_query,) or g.shape != (n_gallery,):
         raise LossbenchError(
             f"labels must be 1-D with one entry per embedding: got query labels {q.shape} for {n_query} "
-            f"queries and gallery labels {g.shape} for {n_gallery} gallery items")
+            f"queries and gallery labels {g.shape} for {n_gallery} gallery items"
+        )
     _, codes = np.unique(np.concatenate([q, g]), return_inverse=True)
     return codes[:n_query].astype(np.int64), codes[n_query:].astype(np.int64)
 
 
-def cosine_similarity_chunks(query: np.ndarray, gallery: np.ndarray, chunk: int | None = None,
-                             bytes_per_cell: int = 32) -> Iterator[tuple[slice, np.ndarray]]:
+def cosine_similarity_chunks(
+    query: np.ndarray, gallery: np.ndarray, chunk: int | None = None, bytes_per_cell: int = 32
+) -> Iterator[tuple[slice, np.ndarray]]:
     """Yield ``(query_slice, similarities)`` for blocks of queries against the whole gallery."""
     q, g = l2_normalize(query), l2_normalize(gallery)
     if chunk is None:
@@ -77,7 +80,7 @@ def _top_k_order(sim: np.ndarray, k: int) -> np.ndarray:
         return np.argsort(-sim, axis=1, kind="stable")
     # The k-th largest value per row; everything strictly above it is in, and the boundary ties with
     # the smallest gallery indices fill the remaining places, so exactly k items per row are kept.
-    kth = -np.partition(-sim, k - 1, axis=1)[:, k - 1:k]
+    kth = -np.partition(-sim, k - 1, axis=1)[:, k - 1 : k]
     above = sim > kth
     tied = sim == kth
     need = k - above.sum(axis=1, keepdims=True)
@@ -87,8 +90,9 @@ def _top_k_order(sim: np.ndarray, k: int) -> np.ndarray:
     return np.take_along_axis(cols, within, axis=1)
 
 
-def rank_gallery(query_emb: np.ndarray, gallery_emb: np.ndarray, k: int | None = None,
-                 chunk: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+def rank_gallery(
+    query_emb: np.ndarray, gallery_emb: np.ndarray, k: int | None = None, chunk: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Exact cosine ranking of the gallery for every query.
 
     Returns ``(scores, indices)``, both ``queries × k`` (k clipped to the gallery size; ``None`` = the
@@ -124,7 +128,8 @@ def _check_dims(query: np.ndarray, gallery: np.ndarray) -> None:
     if query.shape[1] != gallery.shape[1]:
         raise LossbenchError(
             f"query and gallery embeddings differ in dimension ({query.shape[1]} vs {gallery.shape[1]}): "
-            "embed both with the same model")
+            "embed both with the same model"
+        )
 
 
 def _check_topk(topk: Sequence[int]) -> tuple[int, ...]:
@@ -198,9 +203,15 @@ class _Relevant:
         return query, self.by_label[np.repeat(self.label_start[self.q_codes[rows]], r) + within]
 
 
-def evaluate_retrieval(query_emb: np.ndarray, query_labels: Sequence, gallery_emb: np.ndarray,
-                       gallery_labels: Sequence, topk: Sequence[int] = (1, 5, 10),
-                       chunk: int | None = None, per_query: bool = False) -> dict:
+def evaluate_retrieval(
+    query_emb: np.ndarray,
+    query_labels: Sequence,
+    gallery_emb: np.ndarray,
+    gallery_labels: Sequence,
+    topk: Sequence[int] = (1, 5, 10),
+    chunk: int | None = None,
+    per_query: bool = False,
+) -> dict:
     """Exact retrieval metrics of queries against a gallery, as fractions in [0, 1] (score 0–1000).
 
     Keys: ``top{k}`` for every k in ``topk`` and always for 1, 5 and 10 (the challenge score needs
@@ -223,10 +234,14 @@ def evaluate_retrieval(query_emb: np.ndarray, query_labels: Sequence, gallery_em
     if not valid.any():
         raise LossbenchError(
             f"none of the {query.shape[0]} queries has a same-label item in the gallery of "
-            f"{gallery.shape[0]}: check the query/gallery split (roles) of the evaluated identities")
+            f"{gallery.shape[0]}: check the query/gallery split (roles) of the evaluated identities"
+        )
     if excluded:
-        warnings.warn(f"{excluded} of {query.shape[0]} queries have no same-label gallery item; "
-                      "they are excluded from the retrieval metrics", stacklevel=2)
+        warnings.warn(
+            f"{excluded} of {query.shape[0]} queries have no same-label gallery item; "
+            "they are excluded from the retrieval metrics",
+            stacklevel=2,
+        )
     query, q_codes, n_relevant = query[valid], q_codes[valid], n_relevant[valid]
 
     max_k = ks[-1]

@@ -10,16 +10,17 @@ one step, exactly like ``sklearn.metrics.roc_curve``), so the AUC is exact with 
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
-from lossbench.errors import LossbenchError
+from lossbench.core.errors import LossbenchError
 from lossbench.metrics.ranking import as_embeddings, cosine_similarity_chunks, encode_labels
 
 
-def _pair_scores(query: np.ndarray, gallery: np.ndarray, q_codes: np.ndarray,
-                 g_codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _pair_scores(
+    query: np.ndarray, gallery: np.ndarray, q_codes: np.ndarray, g_codes: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Flat cosine scores and genuine flags of all query × gallery pairs (row-major)."""
     scores = np.empty((query.shape[0], gallery.shape[0]), dtype=np.float32)
     for rows, sim in cosine_similarity_chunks(query, gallery):
@@ -74,9 +75,14 @@ def far_key(far: float) -> str:
     return f"tar_at_far_{far:.0e}"
 
 
-def evaluate_verification(query_emb: np.ndarray, query_labels: Sequence, gallery_emb: np.ndarray,
-                          gallery_labels: Sequence, far: Sequence[float] = (1e-3, 1e-4),
-                          max_curve_points: int = 200) -> dict:
+def evaluate_verification(
+    query_emb: np.ndarray,
+    query_labels: Sequence,
+    gallery_emb: np.ndarray,
+    gallery_labels: Sequence,
+    far: Sequence[float] = (1e-3, 1e-4),
+    max_curve_points: int = 200,
+) -> dict:
     """Verification metrics of all query × gallery pairs scored by cosine similarity.
 
     Keys: ``roc_auc``, ``eer``, ``tar_at_far_{far:.0e}`` per FAR (e.g. ``tar_at_far_1e-03``),
@@ -92,8 +98,10 @@ def evaluate_verification(query_emb: np.ndarray, query_labels: Sequence, gallery
     query = as_embeddings(query_emb, "query embeddings")
     gallery = as_embeddings(gallery_emb, "gallery embeddings")
     if query.shape[1] != gallery.shape[1]:
-        raise LossbenchError(f"query and gallery embeddings differ in dimension "
-                             f"({query.shape[1]} vs {gallery.shape[1]}): embed both with the same model")
+        raise LossbenchError(
+            f"query and gallery embeddings differ in dimension "
+            f"({query.shape[1]} vs {gallery.shape[1]}): embed both with the same model"
+        )
     q_codes, g_codes = encode_labels(query_labels, gallery_labels, query.shape[0], gallery.shape[0])
     scores, genuine = _pair_scores(query, gallery, q_codes, g_codes)
     n_genuine = int(genuine.sum())
@@ -101,7 +109,8 @@ def evaluate_verification(query_emb: np.ndarray, query_labels: Sequence, gallery
     if n_genuine == 0 or n_impostor == 0:
         raise LossbenchError(
             f"verification needs both genuine and impostor pairs, got {n_genuine} genuine and {n_impostor} "
-            "impostor pairs: the evaluated query and gallery sets need shared and distinct identities")
+            "impostor pairs: the evaluated query and gallery sets need shared and distinct identities"
+        )
 
     fpr, tpr, thresholds = roc_points(scores, genuine)
     result: dict = {"roc_auc": float(np.trapezoid(tpr, fpr)), "eer": equal_error_rate(fpr, tpr)}
@@ -110,6 +119,5 @@ def evaluate_verification(query_emb: np.ndarray, query_labels: Sequence, gallery
     result["num_genuine_pairs"] = n_genuine
     result["num_impostor_pairs"] = n_impostor
     keep = downsample_curve(fpr, max_curve_points, min_fpr=1.0 / n_impostor)
-    result["roc"] = [{"fpr": float(fpr[i]), "tpr": float(tpr[i]), "threshold": float(thresholds[i])}
-                     for i in keep]
+    result["roc"] = [{"fpr": float(fpr[i]), "tpr": float(tpr[i]), "threshold": float(thresholds[i])} for i in keep]
     return result

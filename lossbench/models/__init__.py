@@ -4,5 +4,14 @@ from lossbench.models.backbones import FAMILIES, Backbone, create_backbone, regi
 from lossbench.models.head import NormaliseHead, ProjectionHead, create_head
 from lossbench.models.model import EmbeddingModel, HeadModel
 
-__all__ = ["FAMILIES", "Backbone", "EmbeddingModel", "HeadModel", "NormaliseHead", "ProjectionHead", "create_backbone", "create_head",
-           "register_family"]
+__all__ = [
+    "FAMILIES",
+    "Backbone",
+    "EmbeddingModel",
+    "HeadModel",
+    "NormaliseHead",
+    "ProjectionHead",
+    "create_backbone",
+    "create_head",
+    "register_family",
+]

@@ -23,13 +23,13 @@ from __future__ import annotations
 
 import difflib
 import os
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 import torch
 from torch import nn
 
-from lossbench.errors import LossbenchError
+from lossbench.core.errors import LossbenchError
 from lossbench.models.pretrained import is_packaged, load_packaged_state_dict, packaged_tags, packaged_weights_path
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt")
@@ -441,6 +441,4 @@ def _create_hybrid(name: str, pretrained: str | None, image_size: int) -> Backbo
         )
     weights = _split_hybrid_pretrained(pretrained, len(specs), spec)
     parts = [create_backbone(s, w, image_size) for s, w in zip(specs, weights)]
-    return Backbone(
-        _Concat(parts), sum(p.num_features for p in parts), parts[0].mean, parts[0].std, image_size, spec
-    )
+    return Backbone(_Concat(parts), sum(p.num_features for p in parts), parts[0].mean, parts[0].std, image_size, spec)

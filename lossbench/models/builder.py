@@ -16,8 +16,9 @@ def head_kind(trains: bool) -> str:
     return "mlp" if trains else "normalise"
 
 
-def build_model(model_cfg: Any, image_size: int, backbone_seed: int, head_seed: int, head: str,
-                load_pretrained: bool = True) -> EmbeddingModel:
+def build_model(
+    model_cfg: Any, image_size: int, backbone_seed: int, head_seed: int, head: str, load_pretrained: bool = True
+) -> EmbeddingModel:
     """``EmbeddingModel`` from a ``ModelConfig``-like object.
 
     The backbone is created right after seeding with ``backbone_seed`` and the head after seeding with

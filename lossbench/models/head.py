@@ -7,7 +7,7 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -48,8 +48,9 @@ class NormaliseHead(nn.Module):
 
 
 HEADS: dict[str, Callable[..., nn.Module]] = {
-    "mlp": lambda in_features, model_cfg: ProjectionHead(in_features, model_cfg.embed_dim, model_cfg.hidden,
-                                                         model_cfg.dropout),
+    "mlp": lambda in_features, model_cfg: ProjectionHead(
+        in_features, model_cfg.embed_dim, model_cfg.hidden, model_cfg.dropout
+    ),
     "normalise": lambda in_features, model_cfg: NormaliseHead(in_features),
 }
 """Head kind → factory ``(in_features, model config) -> head``."""

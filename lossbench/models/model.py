@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import torch
 from torch import nn
@@ -31,7 +31,7 @@ class EmbeddingModel(nn.Module):
     def embed_dim(self) -> int:
         return self.head.embed_dim
 
-    def train(self, mode: bool = True) -> "EmbeddingModel":
+    def train(self, mode: bool = True) -> EmbeddingModel:
         super().train(mode)
         if self.freeze:
             self.backbone.eval()

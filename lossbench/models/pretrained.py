@@ -25,13 +25,13 @@ from __future__ import annotations
 import importlib.resources
 import os
 import re
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
 
 import torch
 
-from lossbench.errors import LossbenchError
+from lossbench.core.errors import LossbenchError
 
 KeyMap = Callable[[str], str]
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 
-from lossbench.errors import LossbenchError
+from lossbench.core.errors import LossbenchError
 from lossbench.models.backbones import load_open_clip
 
 
@@ -45,6 +45,8 @@ def encode_prompts(backbone: str, pretrained: str | None, prompts: Sequence[str]
     model = load_open_clip(name, pretrained).eval()
     model.visual = None  # only the text tower is needed; free the image tower's memory
     tokenize = _tokenizer(name)
-    chunks = [model.encode_text(tokenize(list(prompts[i:i + batch_size])), normalize=True)
-              for i in range(0, len(prompts), batch_size)]
+    chunks = [
+        model.encode_text(tokenize(list(prompts[i : i + batch_size])), normalize=True)
+        for i in range(0, len(prompts), batch_size)
+    ]
     return torch.cat(chunks).float()

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import warnings
 
-from lossbench import paths
-from lossbench.config import LossSpec, Params
+from lossbench.config.params import LossSpec, Params
+from lossbench.core import paths
+from lossbench.core.io import atomic_write_json
+from lossbench.core.runtime import pick_device, set_threads
 from lossbench.data.checks import val_ranking_problem
-from lossbench.inference.checkpoint import save_model
-from lossbench.inference.encoders import Encoder, FeatureEncoder, ImageEncoder
-from lossbench.inference.features import FeatureCache
-from lossbench.inference.runs import (
+from lossbench.features.cache import FeatureCache
+from lossbench.features.encoders import Encoder, FeatureEncoder, ImageEncoder
+from lossbench.features.runs import (
     Splits,
     build_run_head,
     build_run_model,
@@ -27,10 +28,9 @@ from lossbench.inference.runs import (
     shared_cache,
     transforms_for,
 )
-from lossbench.io import atomic_write_json
 from lossbench.losses import LossContext, create_loss
 from lossbench.models import EmbeddingModel, HeadModel
-from lossbench.runtime import pick_device, set_threads
+from lossbench.models.checkpoint import save_model
 from lossbench.training import distributed
 from lossbench.training.logging import DvcLiveLogger
 from lossbench.training.trainer import Trainer, TrainSettings, ValidationSet, config_hash

@@ -26,9 +26,9 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from lossbench.core.io import atomic_torch_save
 from lossbench.data.sampler import PKSampler
-from lossbench.inference.encoders import Encoder, encode_all
-from lossbench.io import atomic_torch_save
+from lossbench.features.encoders import Encoder, encode_all
 from lossbench.metrics.ranking import evaluate_retrieval
 from lossbench.training import distributed
 from lossbench.training.early_stopping import EarlyStopping
@@ -57,7 +57,7 @@ class ValidationSet:
 @dataclass
 class TrainSettings:
     """What the loop needs from ``TrainConfig`` (plain values, so tests can build it directly; no defaults:
-    the values come from params.yaml, see ``lossbench.config.TrainConfig``)."""
+    the values come from params.yaml, see ``lossbench.config.params.TrainConfig``)."""
 
     epochs: int
     ids_per_batch: int

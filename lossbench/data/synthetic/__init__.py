@@ -27,6 +27,21 @@ from lossbench.data.synthetic.probe import pixel_retrieval_top1
 from lossbench.data.synthetic.render import DOMAIN_STYLES, render_face
 from lossbench.data.synthetic.traits import identity_traits, sample_traits
 
-__all__ = ["BEARD_STYLES", "DOMAIN_STYLES", "EYE_SHAPES", "GLASSES_STYLES", "HAIR_STYLES", "NOSE_STYLES", "OCCLUSIONS",
-           "Nuisance", "domain_counts", "generate_dataset", "identity_traits", "image_nuisance",
-           "pixel_retrieval_top1", "render_face", "sample_nuisance", "sample_traits"]
+__all__ = [
+    "BEARD_STYLES",
+    "DOMAIN_STYLES",
+    "EYE_SHAPES",
+    "GLASSES_STYLES",
+    "HAIR_STYLES",
+    "NOSE_STYLES",
+    "OCCLUSIONS",
+    "Nuisance",
+    "domain_counts",
+    "generate_dataset",
+    "identity_traits",
+    "image_nuisance",
+    "pixel_retrieval_top1",
+    "render_face",
+    "sample_nuisance",
+    "sample_traits",
+]

@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from lossbench.core.errors import LossbenchError
 from lossbench.data.synthetic.nuisance import image_nuisance
 from lossbench.data.synthetic.render import DOMAIN_STYLES, domain_style, render_face
 from lossbench.data.synthetic.traits import identity_traits
-from lossbench.errors import LossbenchError
 
 
 def identity_name(index: int) -> str:
@@ -29,12 +29,17 @@ def domain_counts(images_per_id: int, domains: Sequence[str]) -> dict[str, int]:
 
 def _validate(identities: int, images_per_id: int, image_size: int, domains: Sequence[str], seed: int) -> None:
     """Refuse arguments that cannot make a usable two-view retrieval set."""
-    minimums = {"identities": (identities, 2), "images_per_id": (images_per_id, 2), "image_size": (image_size, 16),
-                "seed": (seed, 0)}
+    minimums = {
+        "identities": (identities, 2),
+        "images_per_id": (images_per_id, 2),
+        "image_size": (image_size, 16),
+        "seed": (seed, 0),
+    }
     for key, (value, minimum) in minimums.items():
         if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < minimum:
-            raise LossbenchError(f"synthetic.{key} must be an integer >= {minimum} (got {value!r}); set it to "
-                                 f"{minimum} or more")
+            raise LossbenchError(
+                f"synthetic.{key} must be an integer >= {minimum} (got {value!r}); set it to {minimum} or more"
+            )
     if not domains:
         raise LossbenchError(f"synthetic.domains is empty; list at least one of {sorted(DOMAIN_STYLES)}")
     if len(set(domains)) != len(domains):
@@ -57,9 +62,16 @@ def _clear_generated(root: Path) -> None:
             shutil.rmtree(folder)
 
 
-def generate_dataset(root: str | Path, *, identities: int = 200, images_per_id: int = 12, image_size: int = 96,
-                     domains: Sequence[str] = ("photo", "render"), seed: int = 0,
-                     progress: bool = False) -> dict:
+def generate_dataset(
+    root: str | Path,
+    *,
+    identities: int = 200,
+    images_per_id: int = 12,
+    image_size: int = 96,
+    domains: Sequence[str] = ("photo", "render"),
+    seed: int = 0,
+    progress: bool = False,
+) -> dict:
     """Write ``root/id_NNNN/<domain>/<nn>.png`` and return a summary of what was written.
 
     Image ``j`` of an identity goes to ``domains[j % len(domains)]`` and is named by ``j``; its pixels

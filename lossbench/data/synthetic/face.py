@@ -37,8 +37,9 @@ def _shade(color: Sequence[int], factor: float) -> Color:
 class _Pen:
     """Draws in face units on the face layer; adds dark outlines when the domain asks for them."""
 
-    def __init__(self, layer: Image.Image, center: Point, half_width: float, half_height: float,
-                 outline_px: int) -> None:
+    def __init__(
+        self, layer: Image.Image, center: Point, half_width: float, half_height: float, outline_px: int
+    ) -> None:
         self.draw = ImageDraw.Draw(layer)
         self.cx, self.cy = center
         self.fw, self.fh = half_width, half_height
@@ -61,11 +62,13 @@ class _Pen:
         self.draw.polygon([self.xy(x, y) for x, y in points], fill=fill, **self._outline(fill, outlined))
 
     def line(self, points: Sequence[Point], width: float, fill: Color) -> None:
-        self.draw.line([self.xy(x, y) for x, y in points], fill=fill, width=max(1, round(width * self.fw)),
-                       joint="curve")
+        self.draw.line(
+            [self.xy(x, y) for x, y in points], fill=fill, width=max(1, round(width * self.fw)), joint="curve"
+        )
 
-    def rect(self, x0: float, y0: float, x1: float, y1: float, fill: Color, radius: float = 0.0,
-             outlined: bool = True) -> None:
+    def rect(
+        self, x0: float, y0: float, x1: float, y1: float, fill: Color, radius: float = 0.0, outlined: bool = True
+    ) -> None:
         box = (*self.xy(x0, y0), *self.xy(x1, y1))
         self.draw.rounded_rectangle(box, radius=radius * self.fw, fill=fill, **self._outline(fill, outlined))
 
@@ -149,22 +152,26 @@ def _hair_bun(pen: _Pen, face: _Face) -> None:
 
 def _hair_curls(pen: _Pen, face: _Face) -> None:
     for angle in np.linspace(math.pi * 0.85, math.pi * 2.15, 11):
-        pen.ellipse(face.hair_x + 1.05 * math.cos(angle), -0.3 + 0.85 * math.sin(angle), 0.3, 0.3,
-                    face.traits.hair_color)
+        pen.ellipse(
+            face.hair_x + 1.05 * math.cos(angle), -0.3 + 0.85 * math.sin(angle), 0.3, 0.3, face.traits.hair_color
+        )
 
 
 def _hair_spikes(pen: _Pen, face: _Face) -> None:
     x = face.hair_x
     for k in np.linspace(-0.85, 0.85, 7):
-        pen.polygon([(x + k - 0.2, -0.8), (x + k * 1.2, -1.35 + 0.25 * abs(k)), (x + k + 0.2, -0.8)],
-                    face.traits.hair_color)
+        pen.polygon(
+            [(x + k - 0.2, -0.8), (x + k * 1.2, -1.35 + 0.25 * abs(k)), (x + k + 0.2, -0.8)], face.traits.hair_color
+        )
 
 
 def _fringe_arc(face: _Face) -> list[Point]:
     """Upper half-ellipse from the crown down to the identity's hairline."""
     line = face.traits.hairline
-    return [(face.hair_x + 1.04 * face.squash * math.cos(a), line + (1.08 + line) * math.sin(a))
-            for a in np.linspace(math.pi, 2 * math.pi, 15)]
+    return [
+        (face.hair_x + 1.04 * face.squash * math.cos(a), line + (1.08 + line) * math.sin(a))
+        for a in np.linspace(math.pi, 2 * math.pi, 15)
+    ]
 
 
 def _fringe(pen: _Pen, face: _Face) -> None:
@@ -242,8 +249,7 @@ def _draw_eyes(pen: _Pen, face: _Face) -> None:
         ix, iy = x + n.gaze[0] * width, y + n.gaze[1] * height / t.face_aspect
         pen.ellipse(ix, iy, iris, min(iris, height * 0.95), t.eye_color, False)
         pen.ellipse(ix, iy, iris * 0.45, min(iris * 0.45, height * 0.6), (15, 12, 12), False)
-        pen.ellipse(ix + iris * 0.3, iy - iris * 0.3 / t.face_aspect, iris * 0.14, iris * 0.14, (255, 255, 255),
-                    False)
+        pen.ellipse(ix + iris * 0.3, iy - iris * 0.3 / t.face_aspect, iris * 0.14, iris * 0.14, (255, 255, 255), False)
 
 
 def _draw_brows(pen: _Pen, face: _Face) -> None:
@@ -252,21 +258,30 @@ def _draw_brows(pen: _Pen, face: _Face) -> None:
     for side, (x, y) in zip((-1, 1), face.eye_centers()):
         width = t.eye_size * 1.25 * face.far_side(side)
         base = y - t.eye_size * 1.1 - n.brow_raise
-        points = [(x - side * width * 0.9, base), (x, base - t.brow_arch - 0.02), (x + side * width, base + t.brow_tilt)]
+        points = [
+            (x - side * width * 0.9, base),
+            (x, base - t.brow_arch - 0.02),
+            (x + side * width, base + t.brow_tilt),
+        ]
         pen.line(points, t.brow_thickness, color)
 
 
 def _nose_line(pen: _Pen, face: _Face) -> None:
     t, x = face.traits, face.nose_x
     bottom = face.nose_bottom
-    pen.line([(x, t.eye_y + 0.08), (x + face.nuisance.yaw * 0.1, bottom), (x - t.nose_width, bottom - 0.02)],
-             0.045, _shade(t.skin, 0.7))
+    pen.line(
+        [(x, t.eye_y + 0.08), (x + face.nuisance.yaw * 0.1, bottom), (x - t.nose_width, bottom - 0.02)],
+        0.045,
+        _shade(t.skin, 0.7),
+    )
 
 
 def _nose_triangle(pen: _Pen, face: _Face) -> None:
     t, x = face.traits, face.nose_x
-    pen.polygon([(x, t.eye_y + 0.08), (x - t.nose_width, face.nose_bottom), (x + t.nose_width, face.nose_bottom)],
-                _shade(t.skin, 0.88))
+    pen.polygon(
+        [(x, t.eye_y + 0.08), (x - t.nose_width, face.nose_bottom), (x + t.nose_width, face.nose_bottom)],
+        _shade(t.skin, 0.88),
+    )
 
 
 def _nose_button(pen: _Pen, face: _Face) -> None:
@@ -320,8 +335,7 @@ def _beard_chin_strap(pen: _Pen, face: _Face) -> None:
     lower = _beard_lower_face(face)
     start = face.nose_bottom - 0.02
     pen.polygon(lower, face.beard_color)
-    pen.polygon([(x * 0.78 + face.offset * 0.05, start + (y - start) * 0.8) for x, y in lower], face.traits.skin,
-                False)
+    pen.polygon([(x * 0.78 + face.offset * 0.05, start + (y - start) * 0.8) for x, y in lower], face.traits.skin, False)
 
 
 def _beard_goatee(pen: _Pen, face: _Face) -> None:
@@ -371,25 +385,32 @@ FRAME_WIDTH = 0.05
 
 def _frame_round(pen: _Pen, center: Point, radius: Point, color: Color) -> None:
     (x, y), (rx, ry) = center, radius
-    pen.line([(x + rx * math.cos(a), y + ry * math.sin(a)) for a in np.linspace(0, 2 * math.pi, 25)],
-             FRAME_WIDTH, color)
+    pen.line(
+        [(x + rx * math.cos(a), y + ry * math.sin(a)) for a in np.linspace(0, 2 * math.pi, 25)], FRAME_WIDTH, color
+    )
 
 
 def _frame_square(pen: _Pen, center: Point, radius: Point, color: Color) -> None:
     (x, y), (rx, ry) = center, radius
-    pen.line([(x - rx, y - ry), (x + rx, y - ry), (x + rx, y + ry), (x - rx, y + ry), (x - rx, y - ry)],
-             FRAME_WIDTH, color)
+    pen.line(
+        [(x - rx, y - ry), (x + rx, y - ry), (x + rx, y + ry), (x - rx, y + ry), (x - rx, y - ry)], FRAME_WIDTH, color
+    )
 
 
 def _frame_half_rim(pen: _Pen, center: Point, radius: Point, color: Color) -> None:
     (x, y), (rx, ry) = center, radius
     pen.line([(x - rx, y - ry), (x + rx, y - ry)], FRAME_WIDTH * 2.2, color)
-    pen.line([(x - rx, y - ry), (x - rx * 0.8, y + ry), (x + rx * 0.8, y + ry), (x + rx, y - ry)],
-             FRAME_WIDTH * 0.6, color)
+    pen.line(
+        [(x - rx, y - ry), (x - rx * 0.8, y + ry), (x + rx * 0.8, y + ry), (x + rx, y - ry)], FRAME_WIDTH * 0.6, color
+    )
 
 
 GLASSES_STYLES: dict[str, FrameDrawer | None] = {
-    "none": None, "round": _frame_round, "square": _frame_square, "half_rim": _frame_half_rim}
+    "none": None,
+    "round": _frame_round,
+    "square": _frame_square,
+    "half_rim": _frame_half_rim,
+}
 GLASSES_WEIGHTS = {"none": 3.0, "round": 1.0, "square": 1.0, "half_rim": 1.0}
 
 
@@ -399,16 +420,14 @@ def _draw_glasses(pen: _Pen, face: _Face) -> None:
     frame = GLASSES_STYLES[t.glasses]
     if frame is None:
         return
-    grow = face.style.eye_scale ** 0.5
+    grow = face.style.eye_scale**0.5
     inner_edges = []
     for side, (x, y) in zip((-1, 1), face.eye_centers()):
         rx = t.eye_size * 1.45 * grow * face.far_side(side)
         frame(pen, (x, y), (rx, t.eye_size * 1.05 * grow / t.face_aspect), t.glasses_color)
-        pen.line([(x + side * rx, y), (side * face.squash + face.offset * 0.2, y - 0.02)], FRAME_WIDTH,
-                 t.glasses_color)
+        pen.line([(x + side * rx, y), (side * face.squash + face.offset * 0.2, y - 0.02)], FRAME_WIDTH, t.glasses_color)
         inner_edges.append((x - side * rx, y))
-    pen.line([inner_edges[0], (face.offset, inner_edges[0][1] - 0.05), inner_edges[1]], FRAME_WIDTH,
-             t.glasses_color)
+    pen.line([inner_edges[0], (face.offset, inner_edges[0][1] - 0.05), inner_edges[1]], FRAME_WIDTH, t.glasses_color)
 
 
 def _occlude_bar(pen: _Pen, face: _Face) -> None:
@@ -432,8 +451,9 @@ def _occlude_object(pen: _Pen, face: _Face) -> None:
     """A held object (phone, cup) in front of part of the face."""
     n = face.nuisance
     (x, y), size = n.occlusion_place, n.occlusion_size
-    pen.rect(x - 0.3 * size, y, x + 0.3 * size, y + 0.55 * size * face.traits.face_aspect, n.occlusion_color,
-             radius=0.08)
+    pen.rect(
+        x - 0.3 * size, y, x + 0.3 * size, y + 0.55 * size * face.traits.face_aspect, n.occlusion_color, radius=0.08
+    )
 
 
 def _occlude_hat(pen: _Pen, face: _Face) -> None:
@@ -446,7 +466,12 @@ def _occlude_hat(pen: _Pen, face: _Face) -> None:
 
 
 OCCLUSIONS: dict[str, Drawer] = {
-    "none": _nothing, "bar": _occlude_bar, "hand": _occlude_hand, "object": _occlude_object, "hat": _occlude_hat}
+    "none": _nothing,
+    "bar": _occlude_bar,
+    "hand": _occlude_hand,
+    "object": _occlude_object,
+    "hat": _occlude_hat,
+}
 OCCLUSION_WEIGHTS = {"none": 7.0, "bar": 1.0, "hand": 1.0, "object": 1.0, "hat": 1.0}
 
 
@@ -455,18 +480,31 @@ def _draw_occlusion(pen: _Pen, face: _Face) -> None:
 
 
 DRAWING_ORDER: tuple[Drawer, ...] = (
-    _draw_hair_back, _draw_body, _draw_ears, _draw_head, _draw_beard, _draw_marks, _draw_eyes, _draw_brows,
-    _draw_nose, _draw_mouth, _draw_moustache, _draw_hair_front, _draw_glasses, _draw_occlusion)
+    _draw_hair_back,
+    _draw_body,
+    _draw_ears,
+    _draw_head,
+    _draw_beard,
+    _draw_marks,
+    _draw_eyes,
+    _draw_brows,
+    _draw_nose,
+    _draw_mouth,
+    _draw_moustache,
+    _draw_hair_front,
+    _draw_glasses,
+    _draw_occlusion,
+)
 
 
 def draw_face_layer(traits: FaceTraits, nuisance: Nuisance, style: DomainStyle, canvas: int) -> Image.Image:
     """The person on a transparent layer, upright and centred (pose is applied afterwards)."""
     layer = Image.new("RGBA", (canvas, canvas), (0, 0, 0, 0))
     half_width = traits.face_width * canvas
-    pen = _Pen(layer, (canvas / 2, canvas / 2), half_width, half_width * traits.face_aspect,
-               round(style.outline * canvas))
+    pen = _Pen(
+        layer, (canvas / 2, canvas / 2), half_width, half_width * traits.face_aspect, round(style.outline * canvas)
+    )
     face = _Face(traits, nuisance, style, offset=0.3 * nuisance.yaw, squash=1 - 0.12 * abs(nuisance.yaw))
     for step in DRAWING_ORDER:
         step(pen, face)
     return layer
-

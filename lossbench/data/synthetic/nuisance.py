@@ -96,8 +96,9 @@ def apply_pose(layer: Image.Image, nuisance: Nuisance) -> Image.Image:
     a, b, d, e = cos / nuisance.scale, sin / nuisance.scale, -sin / nuisance.scale, cos / nuisance.scale
     c = center - a * (center + tx) - b * (center + ty)
     f = center - d * (center + tx) - e * (center + ty)
-    moved = layer.convert("RGBa").transform(layer.size, Image.Transform.AFFINE, (a, b, c, d, e, f),
-                                            resample=Image.Resampling.BILINEAR)
+    moved = layer.convert("RGBa").transform(
+        layer.size, Image.Transform.AFFINE, (a, b, c, d, e, f), resample=Image.Resampling.BILINEAR
+    )
     return moved.convert("RGBA")
 
 
@@ -116,11 +117,13 @@ def background(nuisance: Nuisance, canvas: int, rng: np.random.Generator, clutte
     pixels = first * (1 - ramp) + second * ramp
     if cluttered:
         texture = 128 + 38 * rng.normal(size=(6, 6, 1)) + 10 * rng.normal(size=(6, 6, 3))
-        blotches = Image.fromarray(np.clip(texture, 0, 255).astype(np.uint8)).resize((coarse, coarse),
-                                                                                    Image.Resampling.BICUBIC)
+        blotches = Image.fromarray(np.clip(texture, 0, 255).astype(np.uint8)).resize(
+            (coarse, coarse), Image.Resampling.BICUBIC
+        )
         pixels = pixels + np.asarray(blotches, np.float32) - 128
-    image = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).resize((canvas, canvas),
-                                                                            Image.Resampling.BILINEAR)
+    image = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).resize(
+        (canvas, canvas), Image.Resampling.BILINEAR
+    )
     if cluttered:
         _draw_clutter(image, nuisance.clutter, rng)
     return image.convert("RGBA")
@@ -151,7 +154,8 @@ def lighting(pixels: np.ndarray, alpha: np.ndarray, nuisance: Nuisance, cel_leve
     if cel_levels:
         levels = cel_levels - 1
         light = 1 + np.round((light - 1) / max(nuisance.light_strength, 1e-6) * levels / 2) * (
-            nuisance.light_strength / levels)
+            nuisance.light_strength / levels
+        )
         light = (1 - alpha) + alpha * light
     pixels = pixels * light[..., None] * nuisance.brightness
     mean = pixels.mean()

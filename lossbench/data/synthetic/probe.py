@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from lossbench.core.errors import LossbenchError
 from lossbench.data.synthetic.dataset import generated_folders
-from lossbench.errors import LossbenchError
 
 
 def _pixel_vectors(folders: Sequence[Path], domain: str, size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -29,8 +29,14 @@ def _pixel_vectors(folders: Sequence[Path], domain: str, size: int) -> tuple[np.
     return matrix, np.array(labels)
 
 
-def pixel_retrieval_top1(root: str | Path, *, identities: int | None = None, query_domain: str = "photo",
-                         gallery_domain: str = "render", size: int = 64) -> float:
+def pixel_retrieval_top1(
+    root: str | Path,
+    *,
+    identities: int | None = None,
+    query_domain: str = "photo",
+    gallery_domain: str = "render",
+    size: int = 64,
+) -> float:
     """Difficulty probe: top-1 of raw-pixel cosine retrieval, ``query_domain`` images against ``gallery_domain``.
 
     Images are resized to ``size`` pixels and each flattened vector is mean-centred before cosine

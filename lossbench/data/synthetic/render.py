@@ -11,10 +11,10 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageEnhance, ImageFilter
 
+from lossbench.core.errors import LossbenchError
 from lossbench.data.synthetic.face import draw_face_layer
 from lossbench.data.synthetic.nuisance import Nuisance, add_sensor_noise, apply_pose, background, lighting
 from lossbench.data.synthetic.traits import FaceTraits
-from lossbench.errors import LossbenchError
 
 SUPERSAMPLE = 2
 """The face and background are drawn at this multiple of the output size, then reduced (anti-aliasing)."""
@@ -34,18 +34,31 @@ class DomainStyle:
 
 
 DOMAIN_STYLES: dict[str, DomainStyle] = {
-    "photo": DomainStyle(outline=0.0, eye_scale=1.0, saturation=0.7, cluttered_background=True,
-                         soft_shading=True, cel_levels=0, sensor_noise=True),
-    "render": DomainStyle(outline=0.014, eye_scale=1.3, saturation=1.6, cluttered_background=False,
-                          soft_shading=False, cel_levels=3, sensor_noise=False),
+    "photo": DomainStyle(
+        outline=0.0,
+        eye_scale=1.0,
+        saturation=0.7,
+        cluttered_background=True,
+        soft_shading=True,
+        cel_levels=0,
+        sensor_noise=True,
+    ),
+    "render": DomainStyle(
+        outline=0.014,
+        eye_scale=1.3,
+        saturation=1.6,
+        cluttered_background=False,
+        soft_shading=False,
+        cel_levels=3,
+        sensor_noise=False,
+    ),
 }
 
 
 def domain_style(domain: str) -> DomainStyle:
     """The registered style of ``domain``; unknown names are a user error."""
     if domain not in DOMAIN_STYLES:
-        raise LossbenchError(
-            f"synthetic.domains: unknown domain {domain!r}; choose from {sorted(DOMAIN_STYLES)}")
+        raise LossbenchError(f"synthetic.domains: unknown domain {domain!r}; choose from {sorted(DOMAIN_STYLES)}")
     return DOMAIN_STYLES[domain]
 
 
@@ -74,8 +87,9 @@ def render_face(traits: FaceTraits, nuisance: Nuisance, domain: str, size: int) 
     canvas = size * SUPERSAMPLE
     rng = np.random.default_rng(nuisance.texture_seed)
     layer = apply_pose(draw_face_layer(traits, nuisance, style, canvas), nuisance)
-    composed = Image.alpha_composite(background(nuisance, canvas, rng, style.cluttered_background),
-                                   layer).convert("RGB")
+    composed = Image.alpha_composite(background(nuisance, canvas, rng, style.cluttered_background), layer).convert(
+        "RGB"
+    )
     composed = composed.reduce(SUPERSAMPLE)
     face_alpha = layer.getchannel("A").reduce(SUPERSAMPLE)
     pixels = np.asarray(composed, np.float32)
@@ -86,4 +100,3 @@ def render_face(traits: FaceTraits, nuisance: Nuisance, domain: str, size: int) 
     if style.sensor_noise:
         image = add_sensor_noise(image, nuisance, rng)
     return image
-

@@ -18,14 +18,28 @@ TRAIT_STREAM = 0
 """Stream number of an identity's traits; its image ``j`` uses stream ``TRAIT_STREAM + 1 + j``."""
 
 SKIN_TONES = np.array(
-    [[255, 226, 204], [240, 196, 163], [224, 170, 128], [196, 134, 96], [160, 102, 68], [118, 76, 52],
-     [84, 56, 40]], dtype=float)
+    [[255, 226, 204], [240, 196, 163], [224, 170, 128], [196, 134, 96], [160, 102, 68], [118, 76, 52], [84, 56, 40]],
+    dtype=float,
+)
 HAIR_COLORS = np.array(
-    [[22, 18, 18], [58, 38, 26], [105, 68, 38], [160, 116, 66], [226, 196, 128], [158, 62, 28],
-     [150, 150, 150], [232, 232, 226], [40, 64, 170], [196, 62, 146]], dtype=float)
+    [
+        [22, 18, 18],
+        [58, 38, 26],
+        [105, 68, 38],
+        [160, 116, 66],
+        [226, 196, 128],
+        [158, 62, 28],
+        [150, 150, 150],
+        [232, 232, 226],
+        [40, 64, 170],
+        [196, 62, 146],
+    ],
+    dtype=float,
+)
 HAIR_COLOR_WEIGHTS = np.array([5, 5, 4, 3, 3, 2, 2, 1, 1, 1], dtype=float)
 EYE_COLORS = np.array(
-    [[72, 42, 20], [32, 22, 16], [60, 112, 184], [70, 132, 80], [112, 122, 132], [140, 100, 50]], dtype=float)
+    [[72, 42, 20], [32, 22, 16], [60, 112, 184], [70, 132, 80], [112, 122, 132], [140, 100, 50]], dtype=float
+)
 
 
 @dataclass(frozen=True)
@@ -63,8 +77,9 @@ class FaceTraits:
     scar: tuple[float, float, float] | None  # x, y, angle in radians
 
 
-def _palette_color(rng: np.random.Generator, palette: np.ndarray, weights: np.ndarray | None = None,
-                   jitter: float = 10.0) -> Color:
+def _palette_color(
+    rng: np.random.Generator, palette: np.ndarray, weights: np.ndarray | None = None, jitter: float = 10.0
+) -> Color:
     probs = None if weights is None else weights / weights.sum()
     base = palette[rng.choice(len(palette), p=probs)]
     return to_color(base + rng.normal(0.0, jitter, 3))
@@ -111,11 +126,11 @@ def sample_traits(rng: np.random.Generator) -> FaceTraits:
         ear_size=rng.uniform(0.15, 0.27),
         mole=(rng.uniform(-0.6, 0.6), rng.uniform(-0.3, 0.55)) if rng.uniform() < 0.3 else None,
         scar=(rng.uniform(-0.6, 0.6), rng.uniform(-0.7, 0.5), rng.uniform(0, math.pi))
-        if rng.uniform() < 0.15 else None,
+        if rng.uniform() < 0.15
+        else None,
     )
 
 
 def identity_traits(seed: int, identity: int) -> FaceTraits:
     """Traits of identity number ``identity`` under ``seed`` (independent of every other identity)."""
     return sample_traits(np.random.default_rng([seed, identity, TRAIT_STREAM]))
-

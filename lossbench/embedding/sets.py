@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from lossbench.errors import LossbenchError
+from lossbench.core.errors import LossbenchError
 
 SETS = {
     "query": ("test", "query"),

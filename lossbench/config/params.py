@@ -2,7 +2,7 @@
 
 params.yaml is the only source of values: the dataclasses below carry types and allowed ranges but no defaults, so a
 key missing from params.yaml is an error naming it (never a silent fallback that ``dvc params diff`` cannot see).
-:func:`lossbench.schema.build` does the checking for every section and for the loss options; checks that involve
+:func:`lossbench.config.schema.build` does the checking for every section and for the loss options; checks that involve
 several fields live in ``__post_init__`` (or, across sections, in :func:`parse_params`) and all run once, at load.
 Per-loss entries under ``losses`` may override ``model.*`` and ``train.*`` for that loss only
 (e.g. "ArcFace unfrozen, batch 128; Triplet frozen, batch 64"); :meth:`Params.resolve_loss` merges them.
@@ -20,8 +20,8 @@ from typing import Any, Literal
 
 import yaml
 
-from lossbench.errors import LossbenchError
-from lossbench.schema import build, field
+from lossbench.config.schema import build, field
+from lossbench.core.errors import LossbenchError
 
 BACKBONE_FAMILIES = ("timm", "open_clip", "hybrid")
 Monitor = Literal["val_top1", "val_top5", "val_mAP"]
@@ -174,7 +174,7 @@ class LossSpec:
 
     @property
     def trains(self) -> bool:
-        from lossbench.losses.options import loss_trains
+        from lossbench.config.loss_options import loss_trains
 
         return loss_trains(self.type)
 
@@ -204,7 +204,7 @@ class Params:
 
     def resolve_loss(self, name: str) -> LossSpec:
         """Merge ``losses.<name>`` over the global ``model`` and ``train`` sections and validate it."""
-        from lossbench.losses.options import LOSS_OPTIONS, build_options
+        from lossbench.config.loss_options import LOSS_OPTIONS, build_options
 
         if name not in self.losses:
             raise LossbenchError(

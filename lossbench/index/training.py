@@ -11,7 +11,7 @@ from __future__ import annotations
 import faiss
 import numpy as np
 
-from lossbench.errors import LossbenchError
+from lossbench.core.errors import LossbenchError
 from lossbench.metrics.ranking import as_embeddings
 
 _TRAIN_SIZE_KEY = "params.yaml: index.train_size"

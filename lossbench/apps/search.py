@@ -21,18 +21,18 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from lossbench import paths
+from lossbench.core import paths
+from lossbench.core.errors import LossbenchError
+from lossbench.core.runtime import pick_device
 from lossbench.data.preprocess import resize_center_crop
 from lossbench.data.scan import CHALLENGE, UnusableImage, detect_layout, open_rgb
 from lossbench.data.store import IMAGES_FILE, MANIFEST_FILE, load_processed
 from lossbench.data.transforms import build_eval_transform
-from lossbench.embedding_sets import load_embeddings
-from lossbench.errors import LossbenchError
-from lossbench.faiss_index import load_index, search
-from lossbench.inference.checkpoint import CONFIG, load_model
-from lossbench.inference.encoders import ImageEncoder, encode_all
+from lossbench.embedding.sets import load_embeddings
+from lossbench.features.encoders import ImageEncoder, encode_all
+from lossbench.index.faiss_index import load_index, search
 from lossbench.models import EmbeddingModel
-from lossbench.runtime import pick_device
+from lossbench.models.checkpoint import CONFIG, load_model
 
 NEUTRAL_COLOR = (150, 150, 150)
 """Frame colour of every result in the grid when the query's identity is unknown."""
@@ -176,7 +176,7 @@ def format_results(results: Sequence[QueryResult], loss: str) -> str:
 def draw_grid(results: Sequence[QueryResult], images: np.ndarray, path: str | os.PathLike) -> Path:
     """One row per query: the query, then its matches framed green (same identity) or red; when the identity
     of any query is unknown, the figure makes no judgement and frames every match grey."""
-    from lossbench.report.figures import RIGHT_COLOR, WRONG_COLOR, retrieval_grid
+    from lossbench.comparison.figures import RIGHT_COLOR, WRONG_COLOR, retrieval_grid
 
     judged = all(r.identity is not None for r in results)
     return retrieval_grid(

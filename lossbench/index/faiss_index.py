@@ -15,9 +15,9 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from lossbench.errors import LossbenchError
-from lossbench.index_training import check_train_size, seed_training, train, training_sample
-from lossbench.io import _atomic_path
+from lossbench.core.errors import LossbenchError
+from lossbench.core.io import _atomic_path
+from lossbench.index.training import check_train_size, seed_training, train, training_sample
 from lossbench.metrics.ranking import as_embeddings
 
 _FACTORY_HINT = (

@@ -18,17 +18,17 @@ import numpy as np
 import pandas as pd
 import torch
 
-from lossbench import paths
-from lossbench.config import LossSpec, Params
+from lossbench.config.params import LossSpec, Params
+from lossbench.core import paths
+from lossbench.core.errors import LossbenchError
+from lossbench.core.runtime import to_device
 from lossbench.data.store import load_processed
-from lossbench.errors import LossbenchError
-from lossbench.inference.checkpoint import FULL, HEAD_ONLY
-from lossbench.inference.encoders import Encoder, FeatureEncoder, ImageEncoder
-from lossbench.inference.features import FeatureCache, cache_key, load_cache
+from lossbench.features.cache import FeatureCache, cache_key, load_cache
+from lossbench.features.encoders import Encoder, FeatureEncoder, ImageEncoder
 from lossbench.models import EmbeddingModel, HeadModel
 from lossbench.models.builder import build_head_model, build_model, head_kind
+from lossbench.models.checkpoint import FULL, HEAD_ONLY
 from lossbench.models.weights import weights_fingerprint
-from lossbench.runtime import to_device
 
 HEAD_SEED_OFFSET = 1
 """The head of training seed s is initialised after ``torch.manual_seed(s + HEAD_SEED_OFFSET)``."""
@@ -175,7 +175,7 @@ def features_for(
     model: EmbeddingModel, splits: Splits, train_cfg: Any, split_seed: int, device: torch.device
 ) -> FeatureCache:
     """Backbone features of every row: ``train_cfg.feature_views`` views of the train rows, one of the others."""
-    from lossbench.inference.features import compute_features
+    from lossbench.features.cache import compute_features
 
     train_tf, eval_tf = transforms_for(model, train_cfg)
     return compute_features(
@@ -198,8 +198,8 @@ def featurize(params: Params, device: torch.device) -> str:
     The output is persistent: when the cache already matches (same backbone, weights, views, augmentation,
     data), nothing is recomputed, so tuning a loss option never re-runs an expensive backbone.
     """
-    from lossbench.inference.features import clear_cache, save_cache
-    from lossbench.io import atomic_write_json
+    from lossbench.core.io import atomic_write_json
+    from lossbench.features.cache import clear_cache, save_cache
 
     key = run_cache_key(params, params)
     users = [s.name for s in params.loss_specs() if frozen_backbone(s) and run_cache_key(params, s, 0) == key]

@@ -9,7 +9,7 @@ params.yaml configures); per-loss ``model``/``train`` overrides list only what t
 A preset becomes Hydra overrides, i.e. ``dvc exp run -S …`` arguments, computed against the current
 params.yaml. ``--apply`` runs those same overrides through DVC's own ``-S`` implementation on a copy of
 params.yaml (so comments are kept and both ways give the same file), validates the result with
-:func:`lossbench.config.parse_params` and only then replaces params.yaml.
+:func:`lossbench.config.params.parse_params` and only then replaces params.yaml.
 """
 
 from __future__ import annotations
@@ -25,9 +25,9 @@ from typing import Any
 
 import yaml
 
-from lossbench.config import Params, parse_params
-from lossbench.errors import LossbenchError
-from lossbench.io import atomic_write_text
+from lossbench.config.params import Params, parse_params
+from lossbench.core.errors import LossbenchError
+from lossbench.core.io import atomic_write_text
 
 PRESETS_DIR = Path(__file__).resolve().parents[1] / "presets"
 _PLAIN = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]*")

@@ -1,7 +1,7 @@
 """The comparison of every configured loss over every training seed: verdicts with uncertainty.
 
 For each metric and loss: the mean over seeds, a 95% interval covering training randomness and test-identity
-sampling, the paired difference with the best loss, ties and rank stability (:mod:`lossbench.stats`). Writes
+sampling, the paired difference with the best loss, ties and rank stability (:mod:`lossbench.evaluation.bootstrap`). Writes
 ``metrics/comparison.{md,csv,tex}``, the compact DVC metrics ``metrics/summary.json`` (per loss) and
 ``metrics/metrics.json`` (the headline loss), and figures with uncertainty.
 """
@@ -15,13 +15,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from lossbench import paths
-from lossbench.config import LossSpec, Params
-from lossbench.errors import LossbenchError
-from lossbench.evaluation import INDEX_PREFIX, REPLICATES_FILE
-from lossbench.io import atomic_write_json
+from lossbench.config.params import LossSpec, Params
+from lossbench.core import paths
+from lossbench.core.errors import LossbenchError
+from lossbench.core.io import atomic_write_json
+from lossbench.evaluation.bootstrap import Verdict, few_events, summarize
+from lossbench.evaluation.evaluate import INDEX_PREFIX, REPLICATES_FILE
 from lossbench.metrics.verification import far_key
-from lossbench.stats import Verdict, few_events, summarize
 
 LOWER_IS_BETTER = frozenset({"eer"})
 HEADLINE_METRIC = "score"
@@ -106,7 +106,7 @@ def settings_of(spec: LossSpec, seeds: list[int]) -> dict[str, Any]:
 
 def compare(params: Params) -> str:
     """Write the tables, the DVC metrics and the figures; return a summary line."""
-    from lossbench.report.tables import Cell, Row, Study, to_markdown, write_tables
+    from lossbench.comparison.tables import Cell, Row, Study, to_markdown, write_tables
 
     runs = Runs.load(params)
     keys = [k for k in metric_keys(params) if all(k in run for runs_ in runs.metrics.values() for run in runs_)]
@@ -243,7 +243,7 @@ def _plot_tables(params: Params, curves: dict[str, pd.DataFrame]) -> None:
 
 
 def _figures(params: Params, rows: list, curves: dict[str, pd.DataFrame]) -> None:
-    from lossbench.report.figures import interval_bars, seed_curves
+    from lossbench.comparison.figures import interval_bars, seed_curves
 
     out = paths.FIGURES / "comparison"
     out.mkdir(parents=True, exist_ok=True)
@@ -269,10 +269,10 @@ def _figures(params: Params, rows: list, curves: dict[str, pd.DataFrame]) -> Non
 
 def _headline_figures(params: Params, out) -> None:
     """t-SNE and a retrieval grid of the headline loss's first seed."""
+    from lossbench.comparison.figures import retrieval_grid, tsne_plot
     from lossbench.data.store import load_processed
-    from lossbench.evaluation import TestSet
+    from lossbench.evaluation.evaluate import TestSet
     from lossbench.metrics.ranking import rank_gallery
-    from lossbench.report.figures import retrieval_grid, tsne_plot
 
     loss, seed = params.loss, params.seeds[0]
     images, manifest = load_processed(paths.PROCESSED)
@@ -306,6 +306,6 @@ def _headline_figures(params: Params, out) -> None:
 
 
 def _set_rows(loss: str, seed: int) -> dict[str, np.ndarray]:
-    from lossbench.embedding_sets import load_embeddings
+    from lossbench.embedding.sets import load_embeddings
 
     return {name: load_embeddings(paths.embeddings_dir(loss, seed), name)[1] for name in ("query", "gallery")}

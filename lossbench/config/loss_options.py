@@ -3,7 +3,7 @@
 The schemas live apart from the implementations (as open_clip keeps model configs apart from model code) so
 that reading and validating params — which every stage does — never imports torch. Each loss class names its
 schema as `Options`; `register_loss` checks that the two agree. Options have no defaults: params.yaml lists
-every option of every configured loss (`lossbench.schema` validates them, the same way as the other sections).
+every option of every configured loss (`lossbench.config.schema` validates them, the same way as the other sections).
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ import math
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, Literal
 
-from lossbench import schema
-from lossbench.errors import LossbenchError
-from lossbench.schema import field
+from lossbench.config import schema
+from lossbench.config.schema import field
+from lossbench.core.errors import LossbenchError
 
 LOSS_OPTIONS: dict[str, type[LossOptions]] = {}
 """Loss name → its options dataclass (every loss, in registration order)."""

@@ -9,7 +9,7 @@ import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from lossbench.errors import LossbenchError
+from lossbench.core.errors import LossbenchError
 
 
 @contextmanager

@@ -31,8 +31,8 @@ from dataclasses import dataclass, field
 from numbers import Real
 from pathlib import Path
 
-from lossbench.errors import LossbenchError
-from lossbench.io import atomic_write_text
+from lossbench.core.errors import LossbenchError
+from lossbench.core.io import atomic_write_text
 
 # --------------------------------------------------------------------------------------------------
 # Input contract

@@ -10,8 +10,8 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
-from lossbench.errors import LossbenchError
-from lossbench.io import atomic_torch_save, atomic_write_json
+from lossbench.core.errors import LossbenchError
+from lossbench.core.io import atomic_torch_save, atomic_write_json
 
 if TYPE_CHECKING:
     import torch

@@ -2,7 +2,7 @@
 
 Builds the run's FAISS index over its gallery (``index.factory``; saved for search) and writes the run's metrics (exact ranking, what its FAISS index returns, verification), its ROC/CMC curves,
 and the bootstrap replicates of every metric over resampled test identities — the raw material of the
-comparison's confidence intervals (:mod:`lossbench.stats`). Every run of a study is scored on the same
+comparison's confidence intervals (:mod:`lossbench.evaluation.bootstrap`). Every run of a study is scored on the same
 queries and resampled with the same identity draws, so losses are compared pairwise.
 """
 
@@ -13,15 +13,15 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from lossbench import paths
-from lossbench.config import Params
+from lossbench.config.params import Params
+from lossbench.core import paths
+from lossbench.core.io import atomic_save_npz, atomic_write_json, atomic_write_text
 from lossbench.data.store import load_processed
-from lossbench.embedding_sets import load_embeddings
-from lossbench.faiss_index import build_index, describe, save_index, search
-from lossbench.io import atomic_save_npz, atomic_write_json, atomic_write_text
+from lossbench.embedding.sets import load_embeddings
+from lossbench.evaluation.bootstrap import identity_weights, impostors_above, mean_replicates, verification_replicates
+from lossbench.index.faiss_index import build_index, describe, save_index, search
 from lossbench.metrics.ranking import cosine_similarity_chunks, evaluate_retrieval, per_query_values
 from lossbench.metrics.verification import evaluate_verification
-from lossbench.stats import identity_weights, impostors_above, mean_replicates, verification_replicates
 
 INDEX_PREFIX = "index_"
 """Metrics of what the configured FAISS index returns carry this prefix (``index_top1``, ``index_score`` …)."""
@@ -67,7 +67,7 @@ def index_first_hits(ids: np.ndarray, query_labels: np.ndarray, gallery_labels: 
 
 
 def _torch_threads() -> int:
-    """The torch thread count the stage set (``lossbench.runtime.set_threads``), for FAISS's OpenMP pool too."""
+    """The torch thread count the stage set (``lossbench.core.runtime.set_threads``), for FAISS's OpenMP pool too."""
     import torch
 
     return torch.get_num_threads()

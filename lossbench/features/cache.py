@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from lossbench.inference.encoders import ImageEncoder, encode_all
-from lossbench.io import atomic_save_npy, atomic_write_json
+from lossbench.core.io import atomic_save_npy, atomic_write_json
+from lossbench.features.encoders import ImageEncoder, encode_all
 
 META = "meta.json"
 ARRAYS = ("train_rows", "train", "eval_rows", "eval")

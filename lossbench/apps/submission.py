@@ -23,9 +23,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from lossbench.core.errors import LossbenchError
 from lossbench.data.checks import base_names
-from lossbench.embedding_sets import SETS, load_embeddings
-from lossbench.errors import LossbenchError
+from lossbench.embedding.sets import SETS, load_embeddings
 from lossbench.metrics.ranking import challenge_score, rank_gallery
 
 K = 10

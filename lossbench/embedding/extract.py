@@ -1,5 +1,5 @@
 """Embedding extraction: every evaluated image embedded exactly once, streamed to memory-mapped ``.npy`` files
-(the sets and their file layout: :mod:`lossbench.embedding_sets`).
+(the sets and their file layout: :mod:`lossbench.embedding.sets`).
 
 A run on a frozen backbone embeds from the feature cache (its head applied to cached features, equal to the
 full forward within float tolerance) unless flip TTA is asked for; every other run runs its model on images.
@@ -12,15 +12,15 @@ import time
 import numpy as np
 import torch
 
-from lossbench import paths
-from lossbench.config import Params
-from lossbench.embedding_sets import set_rows
-from lossbench.inference.checkpoint import load_head, load_model
-from lossbench.inference.encoders import Encoder, encode_all
-from lossbench.inference.runs import Splits, eval_encoder, shared_cache
-from lossbench.io import atomic_memmap, atomic_save_npy
+from lossbench.config.params import Params
+from lossbench.core import paths
+from lossbench.core.io import atomic_memmap, atomic_save_npy
+from lossbench.core.runtime import pick_device, set_threads
+from lossbench.embedding.sets import set_rows
+from lossbench.features.encoders import Encoder, encode_all
+from lossbench.features.runs import Splits, eval_encoder, shared_cache
 from lossbench.models import EmbeddingModel, HeadModel
-from lossbench.runtime import pick_device, set_threads
+from lossbench.models.checkpoint import load_head, load_model
 
 
 def extract_embeddings(

@@ -24,8 +24,8 @@ from matplotlib.patches import Patch  # noqa: E402
 from sklearn.manifold import TSNE  # noqa: E402
 from threadpoolctl import threadpool_limits  # noqa: E402
 
-from lossbench.errors import LossbenchError  # noqa: E402
-from lossbench.report.tables import Row, metric_info  # noqa: E402
+from lossbench.comparison.tables import Row, metric_info  # noqa: E402
+from lossbench.core.errors import LossbenchError  # noqa: E402
 
 DPI = 120
 BAR_SIZE = (7.0, 4.0)

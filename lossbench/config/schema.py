@@ -24,9 +24,9 @@ import typing
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
-from lossbench.errors import LossbenchError
+from lossbench.core.errors import LossbenchError
 
-_META = "lossbench.schema"
+_META = "lossbench.config.schema"
 
 
 def field(

@@ -1,0 +1,1 @@
+"""What users run besides the pipeline: search, submission, the command line."""

@@ -1,0 +1,1 @@
+"""The comparison of every run: verdicts with intervals, tables, figures."""

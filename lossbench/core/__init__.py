@@ -1,0 +1,1 @@
+"""Errors, atomic file writes, artifact paths, the thread policy and the stage runner: what every step shares."""

@@ -1,0 +1,1 @@
+"""Evaluation of one run on the test split: metrics, the identity bootstrap."""

@@ -1,0 +1,1 @@
+"""Backbone features: the encoders and the feature cache of frozen-backbone runs (featurize)."""

@@ -1,0 +1,1 @@
+"""FAISS indexes: build, train, search, save."""

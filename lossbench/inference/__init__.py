@@ -1,1 +1,0 @@
-"""Inference: encoders over images or cached features, checkpoints, the feature cache and embedding extraction."""
