@@ -49,8 +49,8 @@ def measure(size: int, loss: str, data: Path, work: Path) -> list[object]:
     start = time.perf_counter()
     stage(root, "stages.featurize")
     featurize = time.perf_counter() - start
-    baseline = [float(v) for v in VAL.search(stage(root, "stages.run", "baseline", seed)).groups()]
-    trained = [float(v) for v in VAL.search(stage(root, "stages.run", loss, seed)).groups()]
+    baseline = [float(v) for v in VAL.search(stage(root, "stages.train", "baseline", seed)).groups()]
+    trained = [float(v) for v in VAL.search(stage(root, "stages.train", loss, seed)).groups()]
     return [size, featurize, *(100 * v for v in baseline), *(100 * v for v in trained)]
 
 

@@ -61,7 +61,7 @@ EMBED = (
     "import sys; from lossbench.config.params import load_params; from lossbench.embedding.extract import embed_run; "
     "print(embed_run(load_params(), sys.argv[1], int(sys.argv[2])))"
 )
-"""The embedding step of ``run@<loss>-<seed>`` on its own (its memory is what step 4 measures)."""
+"""The stage ``embed@<loss>-<seed>`` in-process (its memory is what step 4 measures)."""
 SUMMARY = re.compile(r"^lossbench (\S+): .*\((\d+(?:\.\d+)?)s\)$")
 
 
@@ -85,7 +85,7 @@ def tiny_params(path: Path) -> None:
 
 
 def ran_stages(output: str) -> set[str]:
-    """The stages ``dvc repro`` / ``dvc exp run`` ran (``Running stage 'run@arcface-0':``), not the cached ones."""
+    """The stages ``dvc repro`` / ``dvc exp run`` ran (``Running stage 'train@arcface-0':``), not the cached ones."""
     return {line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage '")}
 
 
@@ -233,7 +233,7 @@ def main() -> None:
             ],
         )
     )
-    by_kind: dict[str, float] = {}  # run@arcface-0, run@triplet-1, ... -> run
+    by_kind: dict[str, float] = {}  # train@arcface-0, embed@triplet-1, ... -> train, embed
     for stage, seconds in per_stage:
         by_kind[stage.split("@")[0]] = by_kind.get(stage.split("@")[0], 0.0) + seconds
     print()

@@ -3,7 +3,7 @@
 Two fresh copies of the project with the tiny params of ``bench/pipeline.py`` (each its own DVC cache, so neither
 restores the other's runs from the run cache) run the same baseline ``dvc repro``, then queue the same
 experiments (``train.epochs`` = 3, 4, 5, 6: every run re-trains) and work through them with
-``dvc queue start -j 1`` (torch threads: all cores) or ``-j N`` (``train.threads: null`` gives each worker
+``dvc queue start -j 1`` (torch threads: all cores) or ``-j N`` (``threads: null`` gives each worker
 cores // N, ``lossbench.core.runtime.set_threads``). Reported: the wall time of each queue from start to empty and
 their ratio. Run it alone on the machine.
 

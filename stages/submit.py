@@ -12,12 +12,14 @@ from lossbench.apps.submission import lost_images, make_submission
 from lossbench.config.params import load_params
 from lossbench.core import paths
 from lossbench.core.io import atomic_write_json
+from lossbench.core.runtime import set_threads
 from lossbench.core.stage import run_stage
 from lossbench.data.store import check_digests, load_processed
 
 
 def main() -> str:
     params = load_params()
+    set_threads(params.threads)
     loss, seed = params.loss, params.seeds[0]
     _, manifest = load_processed(paths.PROCESSED)
     if paths.DATA_REPORT.is_file():

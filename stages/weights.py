@@ -1,12 +1,17 @@
 """Stage ``weights``: data/weights.json — the content hash of every pretrained weights file the params read.
 
-It runs first in every `dvc repro` / `dvc exp run` (always changed), so it also checks what would otherwise fail
-only after training: the ``index.factory`` string against the trained embedding sizes and ``index.train_size``."""
+It runs in every `dvc repro` / `dvc exp run` (always changed) right after preprocess, so it also refuses, before
+any training, what would otherwise fail only later: batches larger than the train split, and an ``index.factory``
+that cannot index the trained embedding sizes, its ``index.train_size`` or the test gallery preprocess recorded."""
+
+import json
 
 from lossbench.config.params import load_params
 from lossbench.core import paths
 from lossbench.core.io import atomic_write_json
 from lossbench.core.stage import run_stage
+from lossbench.data.checks import check_batches_fit
+from lossbench.data.store import load_processed
 from lossbench.index.faiss_index import check_factory
 from lossbench.models.weights import weights_record
 
@@ -14,10 +19,14 @@ from lossbench.models.weights import weights_record
 def main() -> str:
     params = load_params()
     specs = params.loss_specs()
+    _, manifest = load_processed(paths.PROCESSED)
+    check_batches_fit(manifest, [(s.name, s.train.ids_per_batch) for s in specs if s.trains])
+    report = json.loads(paths.DATA_REPORT.read_text(encoding="utf-8"))
     check_factory(
         params.index.factory,
         {s.model.embed_dim for s in specs if s.trains} or {params.model.embed_dim},
         params.index.train_size,
+        gallery_size=int(report["images_per_role"]["test"]["gallery"]),
     )
     record = weights_record([params.model, *(spec.model for spec in specs)])
     atomic_write_json(paths.WEIGHTS_RECORD, record)

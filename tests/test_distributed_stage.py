@@ -1,5 +1,5 @@
-"""The real stage under torchrun: ``torchrun --nproc_per_node=2 -m stages.run arcface 0`` (gloo, CPU) exits 0,
-writes byte for byte what ``python -m stages.run arcface 0`` writes, and only rank 0 writes.
+"""The real stage under torchrun: ``torchrun --nproc_per_node=2 -m stages.train arcface 0`` (gloo, CPU) exits 0,
+writes byte for byte what ``python -m stages.train arcface 0`` writes, and only rank 0 writes.
 
 tests/test_distributed.py checks the trainer in one Python process; this drives the stage entry point (arguments,
 ``distributed.session``, training, rank 0's checkpoint, embeddings, index and evaluation, the barrier) in a tiny
@@ -31,7 +31,7 @@ import yaml
 from tiny_params import tiny_params  # tests/tiny_params.py
 
 LOSS, SEED, EPOCHS = "arcface", 0, 2
-METRICS = f"metrics/runs/{LOSS}/seed{SEED}.json"
+METRICS = f"metrics/train/{LOSS}/seed{SEED}/summary.json"
 TIMEOUT = 300  # seconds per command; guards against a hang only (a rank waiting forever for a dead peer)
 AUDIT_HOOK = Path(__file__).resolve().parent / "write_audit"  # sitecustomize.py: records each rank's writes
 
@@ -71,7 +71,8 @@ def test_torchrun_stage_writes_what_one_process_writes_and_rank_1_writes_nothing
     tiny_params(prepared / "params.yaml")
     params = yaml.safe_load((prepared / "params.yaml").read_text())
     params["model"]["freeze"] = True
-    params["train"].update(epochs=EPOCHS, threads=1)  # the same torch threads in every process: the same kernels
+    params["train"].update(epochs=EPOCHS)
+    params["threads"] = 1  # the same torch threads in every process: the same kernels
     (prepared / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     env = {key: value for key, value in subprocess_env.items() if key not in ("WORLD_SIZE", "RANK", "LOCAL_RANK")}
     # no GPU: gloo and the CPU in every process; no bytecode caches written into the project's lossbench/
@@ -81,18 +82,18 @@ def test_torchrun_stage_writes_what_one_process_writes_and_rank_1_writes_nothing
     one = shutil.copytree(prepared, tmp_path / "one")
     two = shutil.copytree(prepared, tmp_path / "two")
 
-    run([sys.executable, "-m", "stages.run", LOSS, str(SEED)], one, env)
+    run([sys.executable, "-m", "stages.train", LOSS, str(SEED)], one, env)
     record = tmp_path / "writes"
     record.mkdir()
     audited = env | {"PYTHONPATH": os.pathsep.join(filter(None, [str(AUDIT_HOOK), env.get("PYTHONPATH")]))}
     out = run(
         [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1"]
-        + [f"--master_port={free_port()}", "-m", "stages.run", LOSS, str(SEED)],
+        + [f"--master_port={free_port()}", "-m", "stages.train", LOSS, str(SEED)],
         two,
         audited | {"WRITE_AUDIT": str(record)},
     )
 
-    assert "(rank 1: rank 0 embeds and evaluates)" in out  # 2 ranks trained; rank 1 stopped after training
+    assert "(rank 1: rank 0 writes)" in out  # 2 ranks trained
     summary = json.loads((one / f"metrics/train/{LOSS}/seed{SEED}/summary.json").read_text())
     assert summary["epochs_trained"] == EPOCHS  # the compared runs trained
     assert json.loads((two / METRICS).read_text()) == json.loads((one / METRICS).read_text())

@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[1]
 HEAVY = ("torch", "torchvision", "timm", "open_clip", "pytorch_metric_learning")
 
 
-@pytest.mark.parametrize("stage", ["synthesize", "preprocess", "compare", "submit"])
+@pytest.mark.parametrize("stage", ["synthesize", "preprocess", "index", "evaluate", "compare", "headline", "submit"])
 def test_light_stages_import_no_torch(stage):
     code = (
         f"import sys, stages.{stage}; from lossbench.config.params import load_params; load_params(); "
@@ -23,15 +23,17 @@ def test_light_stages_import_no_torch(stage):
     assert result.stdout.strip() == "[]", result.stdout
 
 
-def test_run_stage_does_import_torch():  # the check above can fail: the heavy stages really load it
-    code = "import sys, stages.run; print('torch' in sys.modules)"
+@pytest.mark.parametrize("stage", ["train", "embed"])
+def test_model_stages_do_import_torch(stage):  # the check above can fail: the heavy stages really load it
+    code = f"import sys, stages.{stage}; print('torch' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "True"
 
 
-def test_run_stage_loads_no_image_libraries():
+@pytest.mark.parametrize("stage", ["train", "embed"])
+def test_model_stages_load_no_image_libraries(stage):
     """A frozen run trains and embeds on cached features: torchvision (seconds of start-up) and timm stay out."""
-    code = "import sys, stages.run; print(sorted(m for m in ('torchvision', 'timm') if m in sys.modules))"
+    code = f"import sys, stages.{stage}; print(sorted(m for m in ('torchvision', 'timm') if m in sys.modules))"
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]", result.stdout
 

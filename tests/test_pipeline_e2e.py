@@ -34,10 +34,12 @@ def dvc(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProces
 
 
 LOSSES = ("baseline", "arcface", "triplet")
+STEPS = ("train", "embed", "index", "evaluate")
+"""The per-run stages, in pipeline order."""
 
 
-def run_stages(losses=LOSSES, seeds=(0, 1)) -> set[str]:
-    return {f"run@{loss}-{seed}" for loss in losses for seed in seeds}
+def run_stages(losses=LOSSES, seeds=(0, 1), steps=STEPS) -> set[str]:
+    return {f"{step}@{loss}-{seed}" for step in steps for loss in losses for seed in seeds}
 
 
 def ran_stages(output: str) -> set[str]:
@@ -72,7 +74,7 @@ def reproduced(repo: Path) -> str:
 
 
 def test_repro_runs_every_stage_and_writes_every_artifact(repo, reproduced):
-    expected = {"synthesize", "preprocess", "weights", "featurize", "compare", "submit"} | run_stages()
+    expected = {"synthesize", "preprocess", "weights", "featurize", "compare", "headline", "submit"} | run_stages()
     assert ran_stages(reproduced) == expected
     for loss in LOSSES:
         for seed in (0, 1):
@@ -158,9 +160,9 @@ def test_the_run_cache_through_a_remote_spares_a_coordinator_every_run(repo, sha
     ran = ran_stages(result.stdout)
     assert not ran & run_stages(), ran  # no run trains: each is restored from the pulled run cache
     # always run, persistent or git-tracked outputs: DVC keeps no run cache for those stages (all cheap)
-    assert ran <= {"weights", "preprocess", "featurize", "compare"}, ran
+    assert ran <= {"weights", "preprocess", "featurize", "compare", "headline"}, ran
     for loss in LOSSES:
-        assert f"Stage 'run@{loss}-0' is cached - skipping run" in result.stdout
+        assert f"Stage 'train@{loss}-0' is cached - skipping run" in result.stdout
     for name in ("metrics/metrics.json", "metrics/runs/arcface/seed1.json"):
         assert (coordinator / name).read_text() == (repo / name).read_text()
 
@@ -169,7 +171,7 @@ def test_switching_the_headline_runs_no_training_and_shows_in_metrics_diff(repo,
     before = json.loads((repo / "metrics/metrics.json").read_text())
     result = dvc("exp", "run", "-S", "loss=triplet", cwd=repo)
     ran = ran_stages(result.stdout) | restored_stages(result.stdout)  # submit ran for triplet in the remote test
-    assert ran == {"weights", "compare", "submit"}, ran  # weights only re-hashes; compare and submit read `loss`
+    assert ran == {"weights", "headline", "submit"}, ran  # weights only re-hashes; only these two read `loss`
     after = json.loads((repo / "metrics/metrics.json").read_text())
     summary = json.loads((repo / "metrics/summary.json").read_text())
     assert after["loss"] == "triplet" and after["score"] == summary["triplet"]["score"]
@@ -180,17 +182,73 @@ def test_switching_the_headline_runs_no_training_and_shows_in_metrics_diff(repo,
     assert numeric and numeric <= changed
 
 
-def test_a_per_loss_change_reruns_only_that_loss(repo, reproduced):
-    result = dvc("exp", "run", "-S", "losses.triplet.margin=0.3", cwd=repo)
-    ran = ran_stages(result.stdout)
-    assert run_stages(("triplet",)) | {"compare"} <= ran
-    assert not ran & (run_stages(("arcface", "baseline")) | {"synthesize", "preprocess"}), ran
+def exp_ran(repo: Path, *overrides: str) -> set[str]:
+    """The stages ``dvc exp run -S …`` runs, from the committed study (the workspace restored afterwards)."""
+    result = dvc("exp", "run", *[arg for o in overrides for arg in ("-S", o)], cwd=repo)
+    run(["git", "checkout", "-q", "--", "."], repo)
+    dvc("checkout", "-q", cwd=repo, check=False)
+    return ran_stages(result.stdout) | restored_stages(result.stdout)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        # a loss option: that loss's runs, the comparison and the headline row (summary.json changed); no featurize
+        (("losses.triplet.margin=0.3",), run_stages(("triplet",)) | {"compare", "headline"}),
+        (("++losses.triplet.train.epochs=3",), run_stages(("triplet",)) | {"compare", "headline"}),
+        # an index setting: indexing onward, no training, no embedding
+        (("index.factory=IVF2,Flat",), run_stages(steps=("index", "evaluate")) | {"compare", "headline"}),
+        # evaluation settings: evaluation and comparison only
+        (("evaluate.far=[0.01]",), run_stages(steps=("evaluate",)) | {"compare", "headline"}),
+        (("stats.resamples=150",), run_stages(steps=("evaluate",)) | {"compare", "headline"}),
+        # figures only: the comparison (its summary.json unchanged, so not the headline)
+        (("evaluate.tsne=false",), {"compare"}),
+    ],
+    ids=["loss-option", "loss-train-override", "index", "far", "resamples", "tsne"],
+)
+def test_a_change_reruns_exactly_what_depends_on_it(repo, reproduced, overrides, expected):
+    assert exp_ran(repo, *overrides) == {"weights"} | expected
+
+
+@pytest.mark.parametrize(
+    ("module", "expected"),
+    [
+        ("lossbench/comparison/tables.py", {"compare"}),
+        ("lossbench/index/build.py", run_stages(steps=("index",))),  # its outputs unchanged: evaluation not re-run
+        ("lossbench/evaluation/evaluate.py", run_stages(steps=("evaluate",))),
+    ],
+    ids=["tables", "index", "evaluation"],
+)
+def test_a_code_edit_reruns_exactly_the_stages_that_import_it(repo, reproduced, module, expected):
+    path = repo / module
+    original = path.read_text()
+    path.write_text(original + "\n# an edit that changes no behaviour\n")
+    try:
+        ran = ran_stages(dvc("repro", cwd=repo).stdout)
+    finally:
+        path.write_text(original)
+        dvc("repro", cwd=repo)  # back to the committed study (the same outputs: nothing else re-runs)
+    assert ran == {"weights"} | expected
+
+
+def test_a_no_op_repro_runs_only_the_weights_check(repo, reproduced):
+    assert ran_stages(dvc("repro", cwd=repo).stdout) == {"weights"}
+
+
+def test_an_index_the_test_gallery_cannot_hold_is_refused_before_any_training(repo, reproduced):
+    result = dvc(
+        "exp", "run", "-S", "index.factory=IVF4096,Flat", "-S", "losses.triplet.margin=0.4", cwd=repo, check=False
+    )
+    run(["git", "checkout", "-q", "--", "."], repo)
+    assert result.returncode != 0
+    assert "IVF lists but the gallery has only" in result.stdout + result.stderr
+    assert not ran_stages(result.stdout) - {"weights"}
 
 
 def test_a_new_seed_runs_only_that_seeds_stages(repo, reproduced):
     result = dvc("exp", "run", "-S", "seeds=[0,1,2]", cwd=repo)
     ran = ran_stages(result.stdout)
-    assert ran - {"weights", "featurize"} == run_stages(seeds=(2,)) | {"compare", "submit"}, ran
+    assert ran == {"weights"} | run_stages(seeds=(2,)) | {"compare", "headline", "submit"}, ran
     assert json.loads((repo / "metrics/metrics.json").read_text())["seeds"] == 3
 
 
@@ -198,7 +256,7 @@ def test_a_forced_rerun_with_unchanged_inputs_changes_no_metric_and_no_output_ha
     run(["git", "checkout", "-q", "--", "."], repo)
     dvc("checkout", "-q", cwd=repo, check=False)
     lock = (repo / "dvc.lock").read_text()
-    dvc("repro", "-f", "-s", "run@arcface-0", cwd=repo)  # retrains, re-embeds and re-evaluates
+    dvc("repro", "-f", "-s", "train@arcface-0", cwd=repo)  # retrains; the same checkpoint: nothing downstream re-runs
     dvc("repro", cwd=repo)
     assert json.loads(dvc("metrics", "diff", "--json", cwd=repo).stdout) == {}
     # every output byte for byte the same (checkpoints included), so DVC records the same hashes

@@ -44,13 +44,25 @@ def test_queue_workers_share_the_cores(tmp_path, monkeypatch, restore_threads):
     monkeypatch.setattr(os, "environ", {**os.environ, **env})
     monkeypatch.setattr(os, "cpu_count", lambda: 8)
     assert set_threads(None) == 4 and torch.get_num_threads() == 4
-    assert set_threads(3) == 3 and torch.get_num_threads() == 3  # an explicit train.threads wins
+    assert set_threads(3) == 3 and torch.get_num_threads() == 3  # an explicit `threads` wins
 
 
-def test_without_a_queue_none_keeps_the_default(monkeypatch, restore_threads):
+def test_without_a_queue_none_takes_every_core(monkeypatch, restore_threads):
     monkeypatch.delenv("DVC_EXP_NAME", raising=False)
-    torch.set_num_threads(2)
-    assert set_threads(None) == 2 and torch.get_num_threads() == 2
+    monkeypatch.setattr(os, "cpu_count", lambda: 3)
+    torch.set_num_threads(1)
+    assert set_threads(None) == 3 and torch.get_num_threads() == 3
+
+
+def test_one_policy_covers_faiss_and_blas(restore_threads):
+    import faiss
+    from threadpoolctl import threadpool_info
+
+    set_threads(1)
+    assert faiss.omp_get_max_threads() == 1
+    assert {pool["num_threads"] for pool in threadpool_info()} == {1}
+    set_threads(2)
+    assert faiss.omp_get_max_threads() == 2 and torch.get_num_threads() == 2
 
 
 def test_conv_weights_move_to_channels_last():

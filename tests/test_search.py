@@ -182,7 +182,7 @@ def test_pipeline_not_run_names_the_command(tmp_path, monkeypatch, capsys):
     assert main(["search", str(image)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "has not produced data/processed/images.npy" in err
-    assert "run `dvc repro run@arcface-0`" in err
+    assert "run `dvc repro index@arcface-0`" in err
 
 
 @pytest.mark.e2e

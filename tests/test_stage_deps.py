@@ -830,13 +830,29 @@ def make_synthetic(tmp_path: Path, run_deps: list[str], extra_stage: str = "") -
     return tmp_path
 
 
-def test_checker_accepts_complete_deps_and_follows_every_kind_of_import(tmp_path):
-    root = make_synthetic(tmp_path, ["stages", "pkg", "lazy"])
+EXACT_RUN_DEPS = [
+    "stages/__init__.py",
+    "stages/run.py",
+    "pkg/__init__.py",
+    "pkg/core.py",
+    "pkg/runtime_only.py",
+    "pkg/helper.py",
+    "pkg/leaf.py",
+    "pkg/registry.py",
+    "pkg/plugins",
+    "lazy",
+]
+"""The exact code deps of ``run@…``: ``pkg/plugins`` and ``lazy`` are imported whole, ``pkg`` and ``stages`` not."""
+
+
+def test_checker_accepts_exact_deps_and_follows_every_kind_of_import(tmp_path):
+    root = make_synthetic(tmp_path, EXACT_RUN_DEPS)
     reports = {r.name: r for r in check_stages(root)}
     assert sorted(reports) == ["run@a", "run@b", "shell", "solo"]
     assert [name for name, r in reports.items() if r.checked] == ["run@a", "run@b", "solo"]
     assert describe_problems(list(reports.values()), root) == []
     imported = sorted(p.relative_to(root.resolve()).as_posix() for p in reports["run@a"].files)
+    assert reports["run@a"].expected == sorted(EXACT_RUN_DEPS)
     assert imported == sorted(RUN_CLOSURE)  # not typing_only (TYPE_CHECKING), unused or third-party numpy
     # a script: no stages/__init__.py (not run), its imports resolved from wdir; lazy/__init__.py's __getattr__
     # is not called, so lazy/heavy.py is not imported
@@ -871,18 +887,38 @@ def test_checker_accepts_complete_deps_and_follows_every_kind_of_import(tmp_path
 )
 def test_checker_reports_a_removed_dep(tmp_path, removed):
     root = make_synthetic(tmp_path, [f for f in RUN_CLOSURE if f != removed])
-    problems = describe_problems(check_stages(root), root)
+    problems = [p for p in describe_problems(check_stages(root), root) if "exact code deps" not in p]
     assert len(problems) == 2, problems  # run@a and run@b
     for item, problem in zip("ab", problems):
         assert problem.startswith(f"stage 'run@{item}' imports {removed} (via stages/")
         assert problem.endswith(f"{removed}) but its deps do not cover it")
 
 
+@pytest.mark.parametrize(
+    ("extra", "unused"),
+    [
+        ("pkg/unused.py", "pkg/unused.py"),  # a file the stage never imports
+        ("stages", "stages/solo.py"),  # a folder it imports only in part
+    ],
+)
+def test_checker_reports_a_superfluous_dep(tmp_path, extra, unused):
+    root = make_synthetic(tmp_path, [*EXACT_RUN_DEPS, extra])
+    problems = describe_problems(check_stages(root), root)
+    superfluous = [p for p in problems if " but never imports " in p]
+    assert len(superfluous) == 2, problems  # run@a and run@b
+    for item, problem in zip("ab", superfluous):
+        assert problem.startswith(f"stage 'run@{item}' lists {extra} but never imports ")
+        assert unused in problem
+    assert any(p.endswith("exact code deps: " + ", ".join(sorted(EXACT_RUN_DEPS))) for p in problems)
+
+
 def test_checker_reports_a_dynamic_import_it_cannot_follow(tmp_path):
     root = make_synthetic(
         tmp_path,
-        ["stages", "pkg", "lazy"],
-        extra_stage=("  dyn:\n    cmd: python -m stages.dyn\n    deps:\n    - stages\n    - pkg\n"),
+        EXACT_RUN_DEPS,
+        extra_stage=(
+            "  dyn:\n    cmd: python -m stages.dyn\n    deps:\n    - stages/__init__.py\n    - stages/dyn.py\n"
+        ),
     )
     (root / "stages" / "dyn.py").write_text("import importlib, os\nimportlib.import_module(os.environ['MOD'])\n")
     problems = describe_problems(check_stages(root), root)

@@ -161,7 +161,7 @@ def test_colliding_challenge_names_and_stale_embeddings_fail(tmp_path):
     with pytest.raises(LossbenchError, match="share the name 'x.png'"):
         make_submission(frame, tmp_path)
     extra = pd.DataFrame([{**frame.iloc[-1].to_dict(), "row": len(frame), "path": "test/gallery/new.png"}])
-    with pytest.raises(LossbenchError, match=r"does not cover the 11 challenge gallery images.*dvc repro run@"):
+    with pytest.raises(LossbenchError, match=r"does not cover the 11 challenge gallery images.*dvc repro embed@"):
         make_submission(pd.concat([frame, extra], ignore_index=True), tmp_path)
 
 

@@ -18,7 +18,7 @@ from lossbench.metrics.ranking import evaluate_retrieval
 from lossbench.models import EmbeddingModel, ProjectionHead, create_backbone
 from lossbench.models.backbones import Backbone
 from lossbench.training.logging import DvcLiveLogger, read_epochs
-from lossbench.training.run import _validation
+from lossbench.training.train import _validation
 from lossbench.training.trainer import Trainer, ValidationSet
 
 DIM, SIGNAL_DIMS = 16, 4

@@ -66,7 +66,7 @@ def pipeline_outputs(loss: str, seed: int) -> list[Path]:
         paths.PROCESSED / MANIFEST_FILE,
         paths.model_dir(loss, seed) / CONFIG,
         paths.embeddings_dir(loss, seed) / "gallery_rows.npy",
-        paths.index_path(loss, seed),
+        paths.index_file(loss, seed),
     ]
 
 
@@ -76,7 +76,7 @@ def check_pipeline(loss: str, seed: int) -> None:
     if missing:
         raise LossbenchError(
             f"the pipeline has not produced {', '.join(missing)} yet: run "
-            f"`dvc repro run@{loss}-{seed}` (or `dvc repro`) in the project root first"
+            f"`dvc repro index@{loss}-{seed}` (or `dvc repro`) in the project root first"
         )
 
 
@@ -135,11 +135,11 @@ def search_images(
     stored, manifest = load_processed(paths.PROCESSED)
     pixels = np.stack([load_query_image(image, stored.shape[1], max_pixels) for image in images])
     _, gallery_rows = load_embeddings(paths.embeddings_dir(loss, seed), "gallery")
-    index = load_index(paths.index_path(loss, seed))
+    index = load_index(paths.index_file(loss, seed))
     if index.ntotal != len(gallery_rows):
         raise LossbenchError(
-            f"{paths.index_path(loss, seed)} holds {index.ntotal} items but the gallery has "
-            f"{len(gallery_rows)}: run `dvc repro run@{loss}-{seed}`"
+            f"{paths.index_file(loss, seed)} holds {index.ntotal} items but the gallery has "
+            f"{len(gallery_rows)}: run `dvc repro index@{loss}-{seed}`"
         )
     model, _ = load_model(paths.model_dir(loss, seed), pick_device())
     scores, ids = search(index, embed_images(model, pixels, batch_size, flip_tta), k)

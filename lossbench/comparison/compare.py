@@ -2,8 +2,9 @@
 
 For each metric and loss: the mean over seeds, a 95% interval covering training randomness and test-identity
 sampling, the paired difference with the best loss, ties and rank stability (:mod:`lossbench.evaluation.bootstrap`). Writes
-``metrics/comparison.{md,csv,tex}``, the compact DVC metrics ``metrics/summary.json`` (per loss) and
-``metrics/metrics.json`` (the headline loss), and figures with uncertainty.
+``metrics/comparison.{md,csv,tex}``, the compact DVC metrics ``metrics/summary.json`` (per loss) and figures
+with uncertainty. Nothing here reads the headline ``loss`` (:mod:`lossbench.comparison.headline` does), so
+switching it redraws nothing.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from lossbench.core import paths
 from lossbench.core.errors import LossbenchError
 from lossbench.core.io import atomic_write_json
 from lossbench.evaluation.bootstrap import Verdict, few_events, summarize
-from lossbench.evaluation.evaluate import INDEX_PREFIX, REPLICATES_FILE
+from lossbench.evaluation.evaluate import INDEX_PREFIX
 from lossbench.metrics.verification import far_key
 
 LOWER_IS_BETTER = frozenset({"eer"})
@@ -58,9 +59,11 @@ class Runs:
             for seed in params.seeds:
                 path = paths.run_metrics_path(loss, seed)
                 if not path.is_file():
-                    raise LossbenchError(f"{path} not found: evaluate the run first (`dvc repro run@{loss}-{seed}`)")
+                    raise LossbenchError(
+                        f"{path} not found: evaluate the run first (`dvc repro evaluate@{loss}-{seed}`)"
+                    )
                 metrics[loss].append(json.loads(path.read_text(encoding="utf-8")))
-                with np.load(paths.evaluation_dir(loss, seed) / REPLICATES_FILE) as data:
+                with np.load(paths.replicates_file(loss, seed)) as data:
                     replicates[loss].append({key: data[key] for key in data.files})
         return cls(metrics, replicates)
 
@@ -131,7 +134,7 @@ def compare(params: Params) -> str:
                 p_first=v.p_first,
             )
         rows.append(Row(loss=loss, settings=settings_of(specs[loss], params.seeds), cells=cells))
-    first = runs.metrics[params.loss][0]
+    first = next(iter(runs.metrics.values()))[0]
     study = Study(
         seeds=len(params.seeds),
         resamples=params.stats.resamples,
@@ -142,28 +145,28 @@ def compare(params: Params) -> str:
         identities=int(first["num_identities"]),
     )
     write_tables(rows, study, paths.COMPARISON)
-    _write_metrics(params, verdicts)
-    curves = _read_test_curves(params)
-    _figures(params, rows, curves)
-    _plot_tables(params, curves)
-    print(to_markdown(rows, study))
+    _write_summary(params, verdicts)
     headline = verdicts[HEADLINE_METRIC]
     best = next(loss for loss, v in headline.items() if v.best)
+    curves = _read_test_curves(params)
+    _figures(params, rows, curves, best)
+    _plot_tables(params, curves)
+    print(to_markdown(rows, study))
     tied = [loss for loss, v in headline.items() if v.tied and not v.best]
-    h = headline[params.loss]
+    b = headline[best]
     return (
-        f"{len(params.losses)} losses x {len(params.seeds)} seeds; headline {params.loss} "
-        f"score {h.mean:.1f} [{h.low:.1f}, {h.high:.1f}]; best {best} {headline[best].mean:.1f}"
+        f"{len(params.losses)} losses x {len(params.seeds)} seeds; best {best} "
+        f"{HEADLINE_METRIC} {b.mean:.1f} [{b.low:.1f}, {b.high:.1f}]"
         + (f", tied with it: {', '.join(tied)}" if tied else ", no loss tied with it")
     )
 
 
-def _write_metrics(params: Params, verdicts: dict[str, dict[str, Verdict]]) -> None:
-    """``metrics/summary.json`` (a few numbers per loss) and ``metrics/metrics.json`` (the headline loss)."""
+def _write_summary(params: Params, verdicts: dict[str, dict[str, Verdict]]) -> None:
+    """``metrics/summary.json``: a few numbers per loss with their intervals, tie with the best and P(best)."""
 
-    def numbers(loss: str, keys) -> dict[str, float]:
+    def numbers(loss: str) -> dict[str, float]:
         out = {}
-        for key in keys:
+        for key in SUMMARY_METRICS:
             if key in verdicts:
                 v = verdicts[key][loss]
                 out.update({key: round(v.mean, 6), f"{key}_low": round(v.low, 6), f"{key}_high": round(v.high, 6)})
@@ -171,20 +174,13 @@ def _write_metrics(params: Params, verdicts: dict[str, dict[str, Verdict]]) -> N
 
     summary = {
         loss: {
-            **numbers(loss, SUMMARY_METRICS[:3]),
+            **numbers(loss),
             "tied_with_best": bool(verdicts[HEADLINE_METRIC][loss].tied),
             "p_best": round(verdicts[HEADLINE_METRIC][loss].p_first, 4),
         }
         for loss in params.losses
     }
     atomic_write_json(paths.SUMMARY_METRICS, summary)
-    headline = {
-        "loss": params.loss,
-        "seeds": len(params.seeds),
-        **numbers(params.loss, SUMMARY_METRICS),
-        **summary[params.loss],
-    }
-    atomic_write_json(paths.HEADLINE_METRICS, headline)
 
 
 @dataclass(frozen=True)
@@ -242,13 +238,13 @@ def _plot_tables(params: Params, curves: dict[str, pd.DataFrame]) -> None:
     val.reindex(columns=columns).to_csv(out / "val.csv", index=False, float_format="%.6g")
 
 
-def _figures(params: Params, rows: list, curves: dict[str, pd.DataFrame]) -> None:
+def _figures(params: Params, rows: list, curves: dict[str, pd.DataFrame], best: str) -> None:
     from lossbench.comparison.figures import interval_bars, seed_curves
 
     out = paths.FIGURES / "comparison"
     out.mkdir(parents=True, exist_ok=True)
     for metric in ("score", "mAP"):
-        interval_bars(rows, metric, out / f"{metric}.png", highlight=params.loss)
+        interval_bars(rows, metric, out / f"{metric}.png")
     for name, table in curves.items():
         curve = TEST_CURVES[name]
         per_seed = {
@@ -264,17 +260,17 @@ def _figures(params: Params, rows: list, curves: dict[str, pd.DataFrame]) -> Non
             logx=curve.logx,
         )
     if params.evaluate.tsne or params.evaluate.examples:
-        _headline_figures(params, out)
+        _best_loss_figures(params, out, best)
 
 
-def _headline_figures(params: Params, out) -> None:
-    """t-SNE and a retrieval grid of the headline loss's first seed."""
+def _best_loss_figures(params: Params, out, loss: str) -> None:
+    """t-SNE and a retrieval grid of the best loss's first seed (the table's winner: no stage reads ``loss``)."""
     from lossbench.comparison.figures import retrieval_grid, tsne_plot
     from lossbench.data.store import load_processed
-    from lossbench.evaluation.evaluate import TestSet
+    from lossbench.embedding.sets import TestSet
     from lossbench.metrics.ranking import rank_gallery
 
-    loss, seed = params.loss, params.seeds[0]
+    seed = params.seeds[0]
     images, manifest = load_processed(paths.PROCESSED)
     test = TestSet.load(loss, seed, manifest)
     if params.evaluate.tsne:

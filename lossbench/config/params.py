@@ -132,7 +132,6 @@ class TrainConfig:
     monitor: Monitor
     feature_views: int = field(ge=1, le=64)
     eval_batch_size: int = field(ge=1)
-    threads: int | None = field(ge=1)
     augment: AugmentConfig
 
 
@@ -140,7 +139,6 @@ class TrainConfig:
 class IndexConfig:
     factory: str
     train_size: int | None = field(ge=1)
-    threads: int | None = field(ge=1)
     nprobe: int | None = field(ge=1)
     ef_search: int | None = field(ge=1)
 
@@ -193,6 +191,7 @@ class Params:
     seed: int = field(ge=0)
     seeds: list[int] = field(ge=0, min_items=1, unique=True)
     loss: str
+    threads: int | None = field(ge=1)
     data: DataConfig
     synthetic: SyntheticConfig
     model: ModelConfig

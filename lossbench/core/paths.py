@@ -41,8 +41,18 @@ def embeddings_dir(loss: str, seed: int) -> Path:
     return Path("data/embeddings") / run_part(loss, seed)
 
 
-def index_path(loss: str, seed: int) -> Path:
-    return Path("data/index") / loss / f"seed{int(seed)}.faiss"
+def index_dir(loss: str, seed: int) -> Path:
+    """The run's FAISS index over its test gallery and what it returns for the test queries."""
+    return Path("data/index") / run_part(loss, seed)
+
+
+def index_file(loss: str, seed: int) -> Path:
+    return index_dir(loss, seed) / "index.faiss"
+
+
+def neighbours_file(loss: str, seed: int) -> Path:
+    """Ids and scores of each test query's nearest gallery items, as the run's FAISS index returns them."""
+    return index_dir(loss, seed) / "neighbours.npz"
 
 
 def run_metrics_path(loss: str, seed: int) -> Path:
@@ -59,5 +69,6 @@ def evaluation_dir(loss: str, seed: int) -> Path:
     return Path("data/evaluations") / run_part(loss, seed)
 
 
-def figures_dir(loss: str) -> Path:
-    return FIGURES / loss
+def replicates_file(loss: str, seed: int) -> Path:
+    """The identity-bootstrap replicates of every metric of one run."""
+    return evaluation_dir(loss, seed) / "replicates.npz"

@@ -1,28 +1,21 @@
-"""Where and how torch runs: the device, the model's memory format on it, the number of CPU threads."""
+"""Where and how a stage runs: one thread policy for every library, the device, the model's memory format.
+
+The policy (:func:`set_threads`) is applied once at the start of every stage from the one parameter
+``threads`` and covers torch's intra-op pool, FAISS's OpenMP pool and the BLAS/OpenMP pools numpy and
+scikit-learn use (through threadpoolctl), so no library spins more threads than the stage was given. torch and
+FAISS are configured only when the stage imports them: the index and evaluation stages never load torch.
+"""
 
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
-
-import torch
 
 QUEUE_WORKER_PIDS = Path(".dvc") / "tmp" / "exps" / "celery"
 """Where DVC's experiment queue keeps one ``dvc-exp-worker-<n>.pid`` per worker (DVC 3, relative to DVC_ROOT)."""
 
-
-def pick_device() -> torch.device:
-    """The first CUDA device when there is one, else the CPU."""
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def to_device(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
-    """Move the model and switch its conv weights to channels_last (the encoders feed channels_last batches).
-
-    On the CPU too: EfficientNet-Lite0's features came 1.2–1.6× faster in that layout at every batch size
-    (``bench/backbone_layout.py``); a model without 4-D weights is unaffected.
-    """
-    return model.to(device, memory_format=torch.channels_last)
+_THREADPOOL_LIMITS = []  # the active threadpoolctl limit (kept alive: it holds the BLAS/OpenMP setting)
 
 
 def _alive(pid_file: Path) -> bool:
@@ -46,18 +39,45 @@ def queue_workers(environ: dict[str, str] | None = None) -> int:
     return max(1, sum(_alive(path) for path in pid_files))
 
 
-def set_threads(threads: int | None) -> int:
-    """Set and return torch's intra-op threads: ``threads``, or (None) the cores shared by the queue workers.
+def thread_count(threads: int | None) -> int:
+    """The stage's thread count: ``threads``, or (None) the cores shared by the live DVC queue workers.
 
     With N queue workers each gets cores // N (at least 1): N jobs of the default thread count on the same cores
-    spin in each other's way (README, *Two jobs on two cores*). Outside a queue, None keeps torch's default.
+    spin in each other's way (docs/performance.md, *Two jobs on two cores*).
     """
-    if threads is None:
-        workers = queue_workers()
-        if workers == 1:
-            return torch.get_num_threads()
-        threads = max(1, (os.cpu_count() or 1) // workers)
-        if threads != torch.get_num_threads():
-            print(f"{workers} DVC queue workers share {os.cpu_count()} cores: {threads} torch thread(s) each")
-    torch.set_num_threads(threads)
-    return threads
+    if threads is not None:
+        return int(threads)
+    return max(1, (os.cpu_count() or 1) // queue_workers())
+
+
+def set_threads(threads: int | None) -> int:
+    """Apply the thread policy to torch and FAISS (when imported) and to the BLAS/OpenMP pools; return the count."""
+    count = thread_count(threads)
+    if count != (os.cpu_count() or 1) and threads is None:
+        print(f"{queue_workers()} DVC queue workers share {os.cpu_count()} cores: {count} thread(s) each")
+    from threadpoolctl import threadpool_limits
+
+    _THREADPOOL_LIMITS[:] = [threadpool_limits(limits=count)]
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(count)
+    if "faiss" in sys.modules:
+        sys.modules["faiss"].omp_set_num_threads(count)
+    return count
+
+
+def pick_device():
+    """The first CUDA device when there is one, else the CPU."""
+    import torch
+
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def to_device(model, device):
+    """Move the model and switch its conv weights to channels_last (the encoders feed channels_last batches).
+
+    On the CPU too: EfficientNet-Lite0's features came 1.2–1.6× faster in that layout at every batch size
+    (``bench/backbone_layout.py``); a model without 4-D weights is unaffected.
+    """
+    import torch
+
+    return model.to(device, memory_format=torch.channels_last)

@@ -15,7 +15,7 @@ import torch
 from lossbench.config.params import Params
 from lossbench.core import paths
 from lossbench.core.io import atomic_memmap, atomic_save_npy
-from lossbench.core.runtime import pick_device, set_threads
+from lossbench.core.runtime import pick_device
 from lossbench.embedding.sets import set_rows
 from lossbench.features.encoders import Encoder, encode_all
 from lossbench.features.runs import Splits, eval_encoder, shared_cache
@@ -46,7 +46,6 @@ def extract_embeddings(
 def embed_run(params: Params, loss: str, seed: int) -> str:
     """Write the query/gallery (and challenge) embeddings of one run; return a summary line."""
     spec = params.resolve_loss(loss)
-    set_threads(spec.train.threads)  # the run's own setting (a loss may override train.threads)
     device = pick_device()
     splits = Splits.load()
     cache = None if params.evaluate.flip_tta else shared_cache(params, spec, seed)

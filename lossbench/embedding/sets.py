@@ -7,11 +7,13 @@ challenge test folders when the data has the challenge layout.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from lossbench.core import paths
 from lossbench.core.errors import LossbenchError
 
 SETS = {
@@ -43,5 +45,28 @@ def load_embeddings(directory: str | Path, name: str) -> tuple[np.ndarray, np.nd
     path = directory / f"{name}.npy"
     if not path.is_file():
         run = f"{directory.parent.name}-{directory.name.removeprefix('seed')}"
-        raise LossbenchError(f"{path} not found: run `dvc repro run@{run}` first")
+        raise LossbenchError(f"{path} not found: run `dvc repro embed@{run}` first")
     return np.load(path, mmap_mode="r"), np.load(directory / f"{name}_rows.npy")
+
+
+@dataclass
+class TestSet:
+    """Test query/gallery embeddings of one run with their labels."""
+
+    query: np.ndarray
+    gallery: np.ndarray
+    query_labels: np.ndarray
+    gallery_labels: np.ndarray
+
+    @classmethod
+    def load(cls, loss: str, seed: int, manifest: pd.DataFrame) -> TestSet:
+        directory = paths.embeddings_dir(loss, seed)
+        query, query_rows = load_embeddings(directory, "query")
+        gallery, gallery_rows = load_embeddings(directory, "gallery")
+        labels = manifest.set_index("row")["label"]
+        return cls(
+            np.asarray(query),
+            np.asarray(gallery),
+            labels.loc[query_rows].to_numpy(),
+            labels.loc[gallery_rows].to_numpy(),
+        )

@@ -1,14 +1,12 @@
 """Evaluate one run (a loss × a training seed) on the test split.
 
-Builds the run's FAISS index over its gallery (``index.factory``; saved for search) and writes the run's metrics (exact ranking, what its FAISS index returns, verification), its ROC/CMC curves,
-and the bootstrap replicates of every metric over resampled test identities — the raw material of the
+Writes the run's metrics (exact ranking, what its FAISS index returned in the indexing step, verification), its
+ROC/CMC curves, and the bootstrap replicates of every metric over resampled test identities — the raw material of the
 comparison's confidence intervals (:mod:`lossbench.evaluation.bootstrap`). Every run of a study is scored on the same
 queries and resampled with the same identity draws, so losses are compared pairwise.
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -17,46 +15,21 @@ from lossbench.config.params import Params
 from lossbench.core import paths
 from lossbench.core.io import atomic_save_npz, atomic_write_json, atomic_write_text
 from lossbench.data.store import load_processed
-from lossbench.embedding.sets import load_embeddings
+from lossbench.embedding.sets import TestSet
 from lossbench.evaluation.bootstrap import identity_weights, impostors_above, mean_replicates, verification_replicates
-from lossbench.index.faiss_index import build_index, describe, save_index, search
 from lossbench.metrics.ranking import cosine_similarity_chunks, evaluate_retrieval, per_query_values
 from lossbench.metrics.verification import evaluate_verification
 
 INDEX_PREFIX = "index_"
 """Metrics of what the configured FAISS index returns carry this prefix (``index_top1``, ``index_score`` …)."""
 
-REPLICATES_FILE = "replicates.npz"
 
-
-@dataclass
-class TestSet:
-    """Test query/gallery embeddings of one run with their labels."""
-
-    query: np.ndarray
-    gallery: np.ndarray
-    query_labels: np.ndarray
-    gallery_labels: np.ndarray
-
-    @classmethod
-    def load(cls, loss: str, seed: int, manifest: pd.DataFrame) -> TestSet:
-        directory = paths.embeddings_dir(loss, seed)
-        query, query_rows = load_embeddings(directory, "query")
-        gallery, gallery_rows = load_embeddings(directory, "gallery")
-        labels = manifest.set_index("row")["label"]
-        return cls(
-            np.asarray(query),
-            np.asarray(gallery),
-            labels.loc[query_rows].to_numpy(),
-            labels.loc[gallery_rows].to_numpy(),
-        )
-
-    def similarities(self) -> np.ndarray:
-        """Cosine similarity of every query (rows) with every gallery item (columns)."""
-        scores = np.empty((len(self.query), len(self.gallery)), dtype=np.float32)
-        for rows, sim in cosine_similarity_chunks(self.query, self.gallery):
-            scores[rows] = sim
-        return scores
+def similarity_matrix(query: np.ndarray, gallery: np.ndarray) -> np.ndarray:
+    """Cosine similarity of every query (rows) with every gallery item (columns)."""
+    scores = np.empty((len(query), len(gallery)), dtype=np.float32)
+    for rows, sim in cosine_similarity_chunks(query, gallery):
+        scores[rows] = sim
+    return scores
 
 
 def index_first_hits(ids: np.ndarray, query_labels: np.ndarray, gallery_labels: np.ndarray) -> np.ndarray:
@@ -64,13 +37,6 @@ def index_first_hits(ids: np.ndarray, query_labels: np.ndarray, gallery_labels: 
     found = ids >= 0
     same = found & (gallery_labels[np.where(found, ids, 0)] == query_labels[:, None])
     return np.where(same.any(axis=1), same.argmax(axis=1), ids.shape[1])
-
-
-def _torch_threads() -> int:
-    """The torch thread count the stage set (``lossbench.core.runtime.set_threads``), for FAISS's OpenMP pool too."""
-    import torch
-
-    return torch.get_num_threads()
 
 
 def evaluate_run(params: Params, loss: str, seed: int) -> str:
@@ -85,24 +51,13 @@ def evaluate_run(params: Params, loss: str, seed: int) -> str:
     )
     scored = exact.pop("scored")
     per_query = exact.pop("per_query")
-    cfg = params.index
-    index = build_index(
-        test.gallery,
-        cfg.factory,
-        threads=cfg.threads or _torch_threads(),  # null: torch's share of the cores (queue workers split them)
-        seed=params.seed,
-        ef_search=cfg.ef_search,
-        nprobe=cfg.nprobe,
-        train_size=cfg.train_size,
-    )
-    save_index(index, paths.index_path(loss, seed))
-    k = min(max(max(topk), 10), len(test.gallery))
-    _, ids = search(index, test.query[scored], k)
+    with np.load(paths.neighbours_file(loss, seed)) as neighbours:
+        ids = neighbours["ids"][scored]
     first_hit = index_first_hits(ids, test.query_labels[scored], test.gallery_labels)
     per_query.update({INDEX_PREFIX + key: value for key, value in per_query_values(first_hit, topk).items()})
 
     verification = evaluate_verification(test.query, test.query_labels, test.gallery, test.gallery_labels, far=far)
-    scores = test.similarities()
+    scores = similarity_matrix(test.query, test.gallery)
     genuine = test.query_labels[:, None] == test.gallery_labels[None, :]
     metrics = {key: value for key, value in {**exact, **verification}.items() if key not in ("cmc", "roc")}
     metrics["num_identities"] = int(np.unique(test.query_labels[scored]).size)
@@ -116,12 +71,11 @@ def evaluate_run(params: Params, loss: str, seed: int) -> str:
     replicates.update(verification_replicates(scores, genuine, weights, far))
 
     atomic_write_json(paths.run_metrics_path(loss, seed), metrics)
-    atomic_save_npz(paths.evaluation_dir(loss, seed) / REPLICATES_FILE, replicates)
+    atomic_save_npz(paths.replicates_file(loss, seed), replicates)
     _write_curves(paths.curves_dir(loss, seed), exact, verification)
     return (
         f"{loss} seed {seed}: top1={metrics['top1']:.3f} score={metrics['score']:.1f} mAP={metrics['mAP']:.3f} "
-        f"ROC-AUC={metrics['roc_auc']:.3f}; {describe(index)['type']} ({cfg.factory}) top1="
-        f"{metrics[INDEX_PREFIX + 'top1']:.3f} "
+        f"ROC-AUC={metrics['roc_auc']:.3f}; index top1={metrics[INDEX_PREFIX + 'top1']:.3f} "
         f"({metrics['num_queries']} queries, {len(test.gallery)} gallery)"
     )
 

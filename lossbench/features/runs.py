@@ -195,21 +195,22 @@ def features_for(
 def featurize(params: Params, device: torch.device) -> str:
     """Cache backbone features for the frozen-backbone runs that use the global ``model`` settings.
 
-    The output is persistent: when the cache already matches (same backbone, weights, views, augmentation,
-    data), nothing is recomputed, so tuning a loss option never re-runs an expensive backbone.
+    It reads only the global ``model``, the cache's ``train`` keys (views, augmentation, batch size) and the data:
+    a loss option never re-runs it. With ``model.freeze: false`` nothing is cached (a loss that freezes its own
+    backbone, or ``baseline``, computes its features in its train stage). The output is persistent: when the cache
+    already matches (same backbone, weights, views, augmentation, data), nothing is recomputed.
     """
     from lossbench.core.io import atomic_write_json
     from lossbench.features.cache import clear_cache, save_cache
 
-    key = run_cache_key(params, params)
-    users = [s.name for s in params.loss_specs() if frozen_backbone(s) and run_cache_key(params, s, 0) == key]
-    if not users:
+    if not params.model.freeze:
         clear_cache(paths.FEATURES)
-        note = "no frozen-backbone loss uses the global model settings; nothing to cache"
+        note = "model.freeze is false: every run trains its backbone; nothing to cache"
         atomic_write_json(paths.FEATURES / "meta.json", {"cached": False, "reason": note})
         return note
+    key = run_cache_key(params, params)
     if load_cache(paths.FEATURES, key) is not None:
-        return f"feature cache for {', '.join(users)} is up to date ({params.model.backbone})"
+        return f"feature cache is up to date ({params.model.backbone})"
     splits = Splits.load()
     model = to_device(
         build_model(params.model, params.data.image_size, params.seed, params.seed + HEAD_SEED_OFFSET, "normalise"),
@@ -220,5 +221,5 @@ def featurize(params: Params, device: torch.device) -> str:
     views, n, dim = cache.train.shape
     return (
         f"cached {views} view(s) x {n} train + {len(cache.eval_rows)} val/test features of dim {dim} "
-        f"({params.model.backbone}) for {', '.join(users)}"
+        f"({params.model.backbone})"
     )

@@ -17,7 +17,7 @@ import numpy as np
 
 from lossbench.core.errors import LossbenchError
 from lossbench.core.io import _atomic_path
-from lossbench.index.training import check_train_size, seed_training, train, training_sample
+from lossbench.index.training import check_gallery_size, check_train_size, seed_training, train, training_sample
 from lossbench.metrics.ranking import as_embeddings
 
 _FACTORY_HINT = (
@@ -68,11 +68,14 @@ def new_index(dim: int, factory: str) -> faiss.Index:
         ) from None
 
 
-def check_factory(factory: str, dims: set[int], train_size: int | None) -> None:
-    """Fail now, not after training, if ``factory`` cannot index embeddings of each of ``dims`` or
-    ``train_size`` training vectors are too few for it."""
+def check_factory(factory: str, dims: set[int], train_size: int | None, gallery_size: int | None = None) -> None:
+    """Fail now, not after training, if ``factory`` cannot index embeddings of each of ``dims``, if
+    ``train_size`` training vectors are too few for it, or if a gallery of ``gallery_size`` items is."""
     for dim in sorted(dims):
-        check_train_size(new_index(dim, factory), factory, train_size)
+        index = new_index(dim, factory)
+        check_train_size(index, factory, train_size)
+        if gallery_size is not None:
+            check_gallery_size(index, factory, gallery_size)
 
 
 def _gallery(vectors: np.ndarray) -> np.ndarray:
@@ -151,12 +154,12 @@ def load_index(path: str | os.PathLike) -> faiss.Index:
     """Read an index written by :func:`save_index`."""
     path = Path(path)
     if not path.is_file():
-        raise LossbenchError(f"FAISS index {path} not found: build it with `dvc repro run@<loss>-<seed>`")
+        raise LossbenchError(f"FAISS index {path} not found: build it with `dvc repro index@<loss>-<seed>`")
     try:
         return faiss.read_index(str(path))
     except RuntimeError:
         raise LossbenchError(
-            f"{path} is not a readable FAISS index: rebuild it with `dvc repro --force run@<loss>-<seed>`"
+            f"{path} is not a readable FAISS index: rebuild it with `dvc repro --force index@<loss>-<seed>`"
         ) from None
 
 

@@ -79,9 +79,8 @@ def training_sample(vectors: np.ndarray, train_size: int | None, seed: int) -> n
     return as_embeddings(vectors[rows], "gallery embeddings")
 
 
-def train(index: faiss.Index, sample: np.ndarray, factory: str, gallery_size: int) -> None:
-    """Train ``index`` on ``sample``; a gallery too small for the factory is a LossbenchError naming the fix."""
-    n = sample.shape[0]
+def check_gallery_size(index: faiss.Index, factory: str, n: int) -> None:
+    """Fail when ``n`` gallery vectors cannot train the factory's IVF lists (fewer vectors than lists)."""
     ivf, _ = _quantisers(index)
     nlist = 0 if ivf is None else int(ivf.nlist)
     if nlist > n:
@@ -90,6 +89,12 @@ def train(index: faiss.Index, sample: np.ndarray, factory: str, gallery_size: in
             f"use at most IVF{max(1, n // 39)} (faiss wants ≥ 39 vectors per list) or 'Flat' "
             "(params.yaml: index.factory)"
         )
+
+
+def train(index: faiss.Index, sample: np.ndarray, factory: str, gallery_size: int) -> None:
+    """Train ``index`` on ``sample``; a gallery too small for the factory is a LossbenchError naming the fix."""
+    n = sample.shape[0]
+    check_gallery_size(index, factory, n)
     try:
         index.train(sample)
     except RuntimeError as err:

@@ -37,7 +37,7 @@ def load_config(directory: str | Path) -> dict[str, Any]:
         run = Path(directory)
         raise LossbenchError(
             f"{path} not found: the model of loss '{run.parent.name}' ({run.name}) is not trained yet; "
-            f"run `dvc repro run@{run.parent.name}-{run.name.removeprefix('seed')}`."
+            f"run `dvc repro train@{run.parent.name}-{run.name.removeprefix('seed')}`."
         )
     return json.loads(path.read_text(encoding="utf-8"))
 

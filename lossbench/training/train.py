@@ -1,4 +1,4 @@
-"""Train one run (a loss × a training seed) from validated params: what the ``run@<loss>-<seed>`` stage calls.
+"""Train one run (a loss × a training seed) from validated params: what the ``train@<loss>-<seed>`` stage calls.
 
 Every row of the comparison follows the same path: the model is built (the untrained ``baseline`` gets the
 normalise-only head), validated on the val split, and saved with its resolved config; only a loss with a
@@ -13,7 +13,7 @@ import warnings
 from lossbench.config.params import LossSpec, Params
 from lossbench.core import paths
 from lossbench.core.io import atomic_write_json
-from lossbench.core.runtime import pick_device, set_threads
+from lossbench.core.runtime import pick_device
 from lossbench.data.checks import val_ranking_problem
 from lossbench.features.cache import FeatureCache
 from lossbench.features.encoders import Encoder, FeatureEncoder, ImageEncoder
@@ -73,7 +73,6 @@ def _validation(
 def train_run(params: Params, name: str, seed: int) -> str:
     """Train loss ``name`` with training seed ``seed`` (``baseline``: validate only) and save the kept model."""
     spec = params.resolve_loss(name)
-    set_threads(spec.train.threads)
     splits = Splits.load()
     device = pick_device()
     settings = TrainSettings.from_config(spec.train, seed)
