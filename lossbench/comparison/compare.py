@@ -20,27 +20,15 @@ from lossbench.core import paths
 from lossbench.core.errors import LossbenchError
 from lossbench.core.io import atomic_write_json
 from lossbench.evaluation.bootstrap import Verdict, few_events, summarize
-from lossbench.evaluation.evaluate import INDEX_PREFIX, REPLICATES_FILE
-from lossbench.metrics.verification import far_key
-
-LOWER_IS_BETTER = frozenset({"eer"})
-HEADLINE_METRIC = "score"
-SUMMARY_METRICS = ("score", "top1", "mAP", "roc_auc", "eer")
-"""The few numbers per loss in ``metrics/summary.json`` (DVC metrics; the full table is comparison.csv)."""
+from lossbench.evaluation.evaluate import REPLICATES_FILE
+from lossbench.metrics import catalogue
+from lossbench.metrics.catalogue import HEADLINE_METRIC, metric_info, shown_in
 
 
 def metric_keys(params: Params) -> list[str]:
-    """Every compared metric: exact ranking, verification, then what the FAISS index returns."""
-    ranking = [
-        "score",
-        *[f"top{k}" for k in sorted(set(params.evaluate.topk) | {1, 5, 10})],
-        "mAP",
-        "map_at_r",
-        "r_precision",
-    ]
-    verification = ["roc_auc", "eer", *[far_key(f) for f in params.evaluate.far]]
-    index = [INDEX_PREFIX + key for key in ranking[: 1 + len(set(params.evaluate.topk) | {1, 5, 10})]]
-    return ranking + verification + index
+    """Every compared metric (the catalogue's, expanded with ``evaluate.topk`` and ``evaluate.far``): exact ranking,
+    verification, then what the FAISS index returns."""
+    return catalogue.metric_keys({"topk": params.evaluate.topk, "far": params.evaluate.far})
 
 
 @dataclass
@@ -72,7 +60,7 @@ class Runs:
             point,
             reps,
             confidence=params.stats.confidence,
-            higher_is_better=metric not in LOWER_IS_BETTER,
+            higher_is_better=not metric_info(metric).lower_is_better,
             identities=first["num_identities"],
             seed=params.seed,
         )
@@ -111,7 +99,7 @@ def compare(params: Params) -> str:
     runs = Runs.load(params)
     keys = [k for k in metric_keys(params) if all(k in run for runs_ in runs.metrics.values() for run in runs_)]
     verdicts = {key: runs.verdicts(key, params) for key in keys}
-    flags = {key: runs.flagged(key, params) for key in keys if key.startswith("tar_at_far_")}
+    flags = {key: runs.flagged(key, params) for key in keys if metric_info(key).few_events}
     specs = {spec.name: spec for spec in params.loss_specs()}
     rows = []
     for loss in params.losses:
@@ -171,7 +159,7 @@ def _write_metrics(params: Params, verdicts: dict[str, dict[str, Verdict]]) -> N
 
     summary = {
         loss: {
-            **numbers(loss, SUMMARY_METRICS[:3]),
+            **numbers(loss, shown_in("summary")),
             "tied_with_best": bool(verdicts[HEADLINE_METRIC][loss].tied),
             "p_best": round(verdicts[HEADLINE_METRIC][loss].p_first, 4),
         }
@@ -181,7 +169,7 @@ def _write_metrics(params: Params, verdicts: dict[str, dict[str, Verdict]]) -> N
     headline = {
         "loss": params.loss,
         "seeds": len(params.seeds),
-        **numbers(params.loss, SUMMARY_METRICS),
+        **numbers(params.loss, shown_in("headline")),
         **summary[params.loss],
     }
     atomic_write_json(paths.HEADLINE_METRICS, headline)
@@ -247,7 +235,7 @@ def _figures(params: Params, rows: list, curves: dict[str, pd.DataFrame]) -> Non
 
     out = paths.FIGURES / "comparison"
     out.mkdir(parents=True, exist_ok=True)
-    for metric in ("score", "mAP"):
+    for metric in shown_in("figure"):
         interval_bars(rows, metric, out / f"{metric}.png", highlight=params.loss)
     for name, table in curves.items():
         curve = TEST_CURVES[name]
