@@ -1,7 +1,7 @@
 """The comparison of every configured loss over every training seed: verdicts with uncertainty.
 
 For each metric and loss: the mean over seeds, a 95% interval covering training randomness and test-identity
-sampling, the paired difference with the best loss, ties and rank stability (:mod:`lossbench.evaluation.bootstrap`). Writes
+sampling, the paired difference with the best loss, ties and rank stability (:mod:`lossbench.comparison.verdicts`). Writes
 ``metrics/comparison.{md,csv,tex}``, the compact DVC metrics ``metrics/summary.json`` (per loss) and
 ``metrics/metrics.json`` (the headline loss), and figures with uncertainty.
 """
@@ -15,11 +15,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from lossbench.comparison.verdicts import Verdict, few_events, summarize
 from lossbench.config.params import LossSpec, Params
 from lossbench.core import paths
 from lossbench.core.errors import LossbenchError
 from lossbench.core.io import atomic_write_json
-from lossbench.evaluation.bootstrap import Verdict, few_events, summarize
 from lossbench.evaluation.evaluate import REPLICATES_FILE
 from lossbench.metrics import catalogue
 from lossbench.metrics.catalogue import HEADLINE_METRIC, metric_info, shown_in
