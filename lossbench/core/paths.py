@@ -57,7 +57,3 @@ def curves_dir(loss: str, seed: int) -> Path:
 def evaluation_dir(loss: str, seed: int) -> Path:
     """Per-query values and bootstrap replicates of one run (what the comparison's intervals are built from)."""
     return Path("data/evaluations") / run_part(loss, seed)
-
-
-def figures_dir(loss: str) -> Path:
-    return FIGURES / loss
