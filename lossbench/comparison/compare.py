@@ -1,7 +1,7 @@
 """The comparison of every configured loss over every training seed: verdicts with uncertainty.
 
 For each metric and loss: the mean over seeds, a 95% interval covering training randomness and test-identity
-sampling, the paired difference with the best loss, ties and rank stability (:mod:`lossbench.evaluation.bootstrap`). Writes
+sampling, the paired difference with the best loss, ties and rank stability (:mod:`lossbench.comparison.verdicts`). Writes
 ``metrics/comparison.{md,csv,tex}``, the compact DVC metrics ``metrics/summary.json`` (per loss) and figures
 with uncertainty. Nothing here reads the headline ``loss`` (:mod:`lossbench.comparison.headline` does), so
 switching it redraws nothing.
@@ -16,32 +16,19 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from lossbench.comparison.verdicts import Verdict, few_events, summarize
 from lossbench.config.params import LossSpec, Params
 from lossbench.core import paths
 from lossbench.core.errors import LossbenchError
 from lossbench.core.io import atomic_write_json
-from lossbench.evaluation.bootstrap import Verdict, few_events, summarize
-from lossbench.evaluation.evaluate import INDEX_PREFIX
-from lossbench.metrics.verification import far_key
-
-LOWER_IS_BETTER = frozenset({"eer"})
-HEADLINE_METRIC = "score"
-SUMMARY_METRICS = ("score", "top1", "mAP", "roc_auc", "eer")
-"""The few numbers per loss in ``metrics/summary.json`` (DVC metrics; the full table is comparison.csv)."""
+from lossbench.metrics import catalogue
+from lossbench.metrics.catalogue import HEADLINE_METRIC, metric_info, shown_in
 
 
 def metric_keys(params: Params) -> list[str]:
-    """Every compared metric: exact ranking, verification, then what the FAISS index returns."""
-    ranking = [
-        "score",
-        *[f"top{k}" for k in sorted(set(params.evaluate.topk) | {1, 5, 10})],
-        "mAP",
-        "map_at_r",
-        "r_precision",
-    ]
-    verification = ["roc_auc", "eer", *[far_key(f) for f in params.evaluate.far]]
-    index = [INDEX_PREFIX + key for key in ranking[: 1 + len(set(params.evaluate.topk) | {1, 5, 10})]]
-    return ranking + verification + index
+    """Every compared metric (the catalogue's, expanded with ``evaluate.topk`` and ``evaluate.far``): exact ranking,
+    verification, then what the FAISS index returns."""
+    return catalogue.metric_keys({"topk": params.evaluate.topk, "far": params.evaluate.far})
 
 
 @dataclass
@@ -75,7 +62,7 @@ class Runs:
             point,
             reps,
             confidence=params.stats.confidence,
-            higher_is_better=metric not in LOWER_IS_BETTER,
+            higher_is_better=not metric_info(metric).lower_is_better,
             identities=first["num_identities"],
             seed=params.seed,
         )
@@ -114,7 +101,7 @@ def compare(params: Params) -> str:
     runs = Runs.load(params)
     keys = [k for k in metric_keys(params) if all(k in run for runs_ in runs.metrics.values() for run in runs_)]
     verdicts = {key: runs.verdicts(key, params) for key in keys}
-    flags = {key: runs.flagged(key, params) for key in keys if key.startswith("tar_at_far_")}
+    flags = {key: runs.flagged(key, params) for key in keys if metric_info(key).few_events}
     specs = {spec.name: spec for spec in params.loss_specs()}
     rows = []
     for loss in params.losses:
@@ -166,7 +153,7 @@ def _write_summary(params: Params, verdicts: dict[str, dict[str, Verdict]]) -> N
 
     def numbers(loss: str) -> dict[str, float]:
         out = {}
-        for key in SUMMARY_METRICS:
+        for key in dict.fromkeys([*shown_in("summary"), *shown_in("headline")]):
             if key in verdicts:
                 v = verdicts[key][loss]
                 out.update({key: round(v.mean, 6), f"{key}_low": round(v.low, 6), f"{key}_high": round(v.high, 6)})
@@ -243,7 +230,7 @@ def _figures(params: Params, rows: list, curves: dict[str, pd.DataFrame], best: 
 
     out = paths.FIGURES / "comparison"
     out.mkdir(parents=True, exist_ok=True)
-    for metric in ("score", "mAP"):
+    for metric in shown_in("figure"):
         interval_bars(rows, metric, out / f"{metric}.png")
     for name, table in curves.items():
         curve = TEST_CURVES[name]

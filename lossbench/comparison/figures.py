@@ -24,8 +24,9 @@ from matplotlib.patches import Patch  # noqa: E402
 from sklearn.manifold import TSNE  # noqa: E402
 from threadpoolctl import threadpool_limits  # noqa: E402
 
-from lossbench.comparison.tables import Row, metric_info  # noqa: E402
+from lossbench.comparison.tables import Row  # noqa: E402
 from lossbench.core.errors import LossbenchError  # noqa: E402
+from lossbench.metrics.catalogue import metric_info  # noqa: E402
 
 DPI = 120
 BAR_SIZE = (7.0, 4.0)
@@ -97,7 +98,7 @@ def interval_bars(
     cells = [row.cells.get(metric) for row in rows]
     if all(cell is None for cell in cells):
         raise LossbenchError(f"interval_bars: no loss has metric {metric!r}")
-    scale = 100.0 if info.kind == "rate" else 1.0
+    scale = info.scale
     fig, ax = plt.subplots(figsize=BAR_SIZE, dpi=DPI)
     top = 0.0
     for i, (name, cell) in enumerate(zip(names, cells)):

@@ -1,4 +1,4 @@
-"""The headline loss (``loss``): its row of the comparison as ``metrics/metrics.json``, the file
+"""The headline loss (``loss``): its row of the comparison (the catalogue's headline metrics) as ``metrics/metrics.json``, the file
 ``dvc metrics diff`` compares between experiments. Reads only ``metrics/summary.json``: switching the headline
 re-runs this and ``submit``, nothing else."""
 
@@ -10,6 +10,7 @@ from lossbench.config.params import Params
 from lossbench.core import paths
 from lossbench.core.errors import LossbenchError
 from lossbench.core.io import atomic_write_json
+from lossbench.metrics.catalogue import shown_in
 
 
 def write_headline(params: Params) -> str:
@@ -23,7 +24,9 @@ def write_headline(params: Params) -> str:
             "run `dvc repro compare`"
         )
     row = summary[params.loss]
-    atomic_write_json(paths.HEADLINE_METRICS, {"loss": params.loss, "seeds": len(params.seeds), **row})
+    numbers = {key: row[key] for name in shown_in("headline") for key in (name, f"{name}_low", f"{name}_high")}
+    verdict = {key: row[key] for key in ("tied_with_best", "p_best")}
+    atomic_write_json(paths.HEADLINE_METRICS, {"loss": params.loss, "seeds": len(params.seeds), **numbers, **verdict})
     return f"{params.loss}: score {row['score']:.1f} [{row['score_low']:.1f}, {row['score_high']:.1f}]" + (
         " (tied with the best)" if row["tied_with_best"] else ""
     )

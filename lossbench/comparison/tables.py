@@ -25,7 +25,6 @@ import csv
 import io
 import math
 import os
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from numbers import Real
@@ -33,6 +32,7 @@ from pathlib import Path
 
 from lossbench.core.errors import LossbenchError
 from lossbench.core.io import atomic_write_text
+from lossbench.metrics.catalogue import INDEX_PREFIX, Metric, compact, metric_info, order, score_formula, shown_in
 
 # --------------------------------------------------------------------------------------------------
 # Input contract
@@ -78,91 +78,6 @@ class Study:
 
 
 # --------------------------------------------------------------------------------------------------
-# Metrics
-
-
-@dataclass(frozen=True)
-class Metric:
-    """How one metric key is named and shown."""
-
-    key: str
-    header: str  # markdown header
-    latex: str  # LaTeX header
-    label: str  # long name (figure axes)
-    kind: str  # "rate" (fraction 0..1, shown in %) | "score" (0..1000)
-    lower_is_better: bool = False
-
-    @property
-    def unit(self) -> str:
-        return "%" if self.kind == "rate" else "0–1000"
-
-
-_FIXED: dict[str, Metric] = {
-    m.key: m
-    for m in (
-        Metric("score", "Score", "Score", "challenge score", "score"),
-        Metric("mAP", "mAP", "mAP", "mAP", "rate"),
-        Metric("map_at_r", "MAP@R", "MAP@R", "MAP@R", "rate"),
-        Metric("r_precision", "R-prec", "R-prec", "R-precision", "rate"),
-        Metric("roc_auc", "ROC-AUC", "ROC-AUC", "ROC-AUC", "rate"),
-        Metric("eer", "EER", "EER", "EER", "rate", lower_is_better=True),
-    )
-}
-_TOPK = re.compile(r"top(\d+)")
-_TAR = re.compile(r"tar_at_far_(.+)")
-INDEX_PREFIX = "index_"
-SCORE_FORMULA = "600·top-1 + 300·top-5 + 100·top-10"
-
-
-def metric_info(key: str) -> Metric:
-    """The :class:`Metric` of a key: score, top<k>, mAP, map_at_r, r_precision, roc_auc, eer,
-    tar_at_far_<far> and ``index_`` + any of those (measured through the FAISS index)."""
-    if key.startswith(INDEX_PREFIX):
-        base = metric_info(key[len(INDEX_PREFIX) :])
-        return Metric(
-            key,
-            f"idx {base.header}",
-            f"idx {base.latex}",
-            f"{base.label} (FAISS index)",
-            base.kind,
-            base.lower_is_better,
-        )
-    if key in _FIXED:
-        return _FIXED[key]
-    if match := _TOPK.fullmatch(key):
-        k = int(match.group(1))
-        return Metric(key, f"top-{k}", f"top-{k}", f"top-{k} accuracy", "rate")
-    if (match := _TAR.fullmatch(key)) and _far(key) is not None:
-        far = _sci(_far(key))
-        return Metric(key, f"TAR@{far}", f"TAR@{far}", f"TAR at FAR {far}", "rate")
-    raise LossbenchError(
-        f"comparison table: unknown metric {key!r}; known: score, top<k>, mAP, map_at_r, "
-        f"r_precision, roc_auc, eer, tar_at_far_<far>, and index_<one of these>"
-    )
-
-
-def _far(key: str) -> float | None:
-    match = _TAR.fullmatch(key)
-    try:
-        return float(match.group(1)) if match else None
-    except ValueError:
-        return None
-
-
-def _order(key: str) -> tuple:
-    """Canonical column order: exact metrics (score, top-k, mAP, MAP@R, R-prec, ROC-AUC, EER, TAR by
-    decreasing FAR), then the index ones in the same order."""
-    index = key.startswith(INDEX_PREFIX)
-    base = key[len(INDEX_PREFIX) :] if index else key
-    fixed = ["score", "top", "mAP", "map_at_r", "r_precision", "roc_auc", "eer", "tar"]
-    if match := _TOPK.fullmatch(base):
-        return index, fixed.index("top"), int(match.group(1))
-    if base.startswith("tar_at_far_"):
-        return index, fixed.index("tar"), -(_far(base) or 0.0)
-    return index, fixed.index(base), 0
-
-
-# --------------------------------------------------------------------------------------------------
 # Settings
 
 
@@ -176,19 +91,6 @@ class Setting:
     phrase: Callable[[object], str]
 
 
-def _sci(value: float) -> str:
-    """Compact number: 0.3, 64, 1e-4, 2.5e-4 (exponent form below 0.01 and from 10⁴ on)."""
-    value = float(value)
-    if value == 0 or 1e-2 <= abs(value) < 1e4:
-        return f"{value:g}"
-    for digits in range(16):
-        text = f"{value:.{digits}e}"
-        if float(text) == value:
-            break
-    mantissa, exponent = text.split("e")
-    return f"{mantissa}e{int(exponent)}"
-
-
 def _epochs(value: object) -> str:
     number = float(value)  # type: ignore[arg-type]
     return str(int(number)) if number.is_integer() else f"{number:.1f}"
@@ -198,7 +100,7 @@ def _plain(value: object) -> str:
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, Real):
-        return _sci(float(value))
+        return compact(float(value))
     return str(value)
 
 
@@ -282,7 +184,7 @@ def validate(rows: Sequence[Row], study: Study) -> list[str]:
         for key, cell in row.cells.items():
             _check_cell(row.loss, metric_info(key), cell)
     _check_study(study)
-    keys = sorted({k for r in rows for k in r.cells}, key=_order)
+    keys = sorted({k for r in rows for k in r.cells}, key=order)
     if study.headline_metric not in keys:
         raise LossbenchError(
             f"comparison table: headline metric {study.headline_metric!r} is in no row; rows have {keys}"
@@ -298,7 +200,7 @@ def _check_cell(loss: str, metric: Metric, cell: Cell) -> None:
         value = getattr(cell, name)
         if not _number(value) or not math.isfinite(value):
             raise LossbenchError(f"{where}: {name} must be a finite number, got {value!r}")
-    top = 1.0 if metric.kind == "rate" else 1000.0
+    top = metric.maximum
     if not 0.0 <= cell.mean <= top:
         hint = " — rates are fractions 0..1, not percentages" if metric.kind == "rate" else ""
         raise LossbenchError(f"{where}: mean {cell.mean!r} is outside [0, {top:g}]{hint}")
@@ -348,13 +250,9 @@ def _check_study(study: Study) -> None:
 FLAG = "†"
 
 
-def _scale(metric: Metric) -> float:
-    return 100.0 if metric.kind == "rate" else 1.0
-
-
 def format_value(metric: Metric, value: float) -> str:
     """One number as shown: rates in % with one decimal, the score with one decimal."""
-    return f"{_scale(metric) * value:.1f}"
+    return metric.format(value)
 
 
 def half_width(cell: Cell) -> float:
@@ -368,7 +266,7 @@ def format_diff(metric: Metric, cell: Cell) -> str:
         return "best"
     if cell.diff is None:
         return "–"
-    s = _scale(metric)
+    s = metric.scale
     return f"{s * cell.diff:+.1f} [{s * cell.diff_low:+.1f}, {s * cell.diff_high:+.1f}]"  # type: ignore[operator]
 
 
@@ -477,7 +375,7 @@ def _units_sentence(metrics: Sequence[Metric]) -> str:
     if any(m.kind == "rate" for m in metrics):
         parts.append("rates in %")
     if any(m.kind == "score" for m in metrics):
-        parts.append(f"score 0–1000 ({SCORE_FORMULA})")
+        parts.append(f"score 0–1000 ({score_formula()})")
     lower = [m.header for m in metrics if m.lower_is_better]
     if lower:
         parts.append(f"{', '.join(lower)}: lower is better")
@@ -638,10 +536,6 @@ def latex_escape(text: str) -> str:
     return "".join(_LATEX_SPECIAL.get(ch, ch) for ch in text)
 
 
-LATEX_METRICS: tuple[str, ...] = ("top1", "mAP", "roc_auc", "eer")
-"""Metrics of the LaTeX table after the headline (the full set is in the markdown and CSV)."""
-
-
 def _latex_cell(metric: Metric, cell: Cell | None) -> str:
     if cell is None:
         return "--"
@@ -682,15 +576,16 @@ def to_latex(
     study: Study,
     caption: str | None = None,
     label: str = "tab:loss-comparison",
-    metrics: Sequence[str] = LATEX_METRICS,
+    metrics: Sequence[str] | None = None,
 ) -> str:
     """A booktabs ``table`` float that fits a one-column page (345pt): loss, the headline metric and
-    ``metrics`` (those present), each ``mean ±h`` with h in ``\\scriptsize``; then the per-loss settings that
+    ``metrics`` (those present; default: the catalogue's ``latex`` ones), each ``mean ±h`` with h in ``\\scriptsize``; then the per-loss settings that
     vary in a small ``tabularx`` under it. The caption (generated unless given) carries the legend and the
     settings common to every loss. Four metrics after the headline fit with loss names up to about 20
     characters; Δ vs best and P(best) stay in the markdown and CSV."""
     layout = _layout(rows, study)
     by_key = {m.key: m for m in layout.metrics}
+    metrics = shown_in("latex") if metrics is None else metrics
     shown = [layout.headline] + [by_key[k] for k in metrics if k in by_key and k != layout.headline.key]
     flagged = any(r.cells[m.key].flagged for r in rows for m in shown if m.key in r.cells)
     varying = layout.settings.varying

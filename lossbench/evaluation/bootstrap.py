@@ -1,68 +1,30 @@
-"""Verdicts with uncertainty: identity bootstrap, seed variance, paired differences, rank stability.
+"""The identity bootstrap of one run's test metrics: replicate weights, weighted means, weighted verification.
 
-Every loss is trained with S seeds on one fixed identity split and all runs are scored on the same
-test queries, so the comparison is paired twice: by test query and by seed. numpy only.
+Every loss is trained with S seeds on one fixed identity split and all runs are scored on the same test queries,
+so the comparison (:mod:`lossbench.comparison.verdicts`) is paired by test query and by seed. numpy only.
 
-Method (what the report's intervals mean)
------------------------------------------
-*Two sources of randomness.* A reported number is the mean over S seeds of a metric on the test set.
-It varies with training randomness (seeds) and with the test sample (which identities happened to be
-test identities). The target is the loss's expected metric over both.
+*Two sources of randomness.* A reported number is the mean over S seeds of a metric on the test set. It varies
+with training randomness (seeds) and with the test sample (which identities happened to be test identities). The
+target is the loss's expected metric over both; this module covers the second.
 
-*What is resampled.* Test sampling is resampled by query *identity*, never by query (queries of one
-identity are correlated): a replicate draws the test identities with replacement and weights each
-query by the number of times its identity was drawn (:func:`identity_weights`). The gallery stays
-whole (it is the database searched); in verification every query–gallery pair carries its query's
-weight. The same B weight vectors are used for every loss and seed (they depend only on the query
-labels, B and the seed), so replicate b is the same test set for every run.
+*What is resampled.* Test sampling is resampled by query *identity*, never by query (queries of one identity are
+correlated): a replicate draws the test identities with replacement and weights each query by the number of times
+its identity was drawn (:func:`identity_weights`). The gallery stays whole (it is the database searched); in
+verification every query–gallery pair carries its query's weight. The same B weight vectors are used for every
+loss and seed (they depend only on the query labels, B and the seed), so replicate b is the same test set for
+every run.
 
-*Combining the two sources.* For runs X_s (seed s = 1..S; point value on the full test set p_s,
-replicate values X_s[b]) the variance of the seed mean is estimated as
-
-    V = var_s(p) / S  +  C,   C = mean over pairs s≠t of cov_b(X_s, X_t)
-
-The first term (sample variance over seeds, S−1 degrees of freedom) is training randomness, including
-the seed-specific per-query noise of each run. C is the test-sampling variance of the metric averaged
-over infinitely many seeds: the bootstrap covariance between *different* seeds keeps the part of the
-test-set variation the runs share and drops each run's own per-query noise, which the seed term
-already counts (the plain bootstrap variance of the seed mean would count it twice). C is clipped at
-0; with ``identities`` = n given, C is scaled by n/(n−1) (the identity bootstrap's small-sample bias)
-and gets n−1 degrees of freedom, else infinitely many. The interval is mean ± t_ν·√V with the
-Welch–Satterthwaite ν = V² / [ (var_s(p)/S)²/(S−1) + C²/ν_C ]. With S = 1 there is no seed term
-(C falls back to the bootstrap variance of the single run): the interval covers test sampling only and
-the verdict says so (``test_sampling_only``; a difference then lacks that loss's seed term too).
-
-*Paired differences.* Each loss is compared with the best loss (best mean over seeds; lowest when
-lower is better, e.g. EER) on the same replicates: Z_s[b] = X_{loss,s}[b] − X_{best,s}[b]. The test
-term is the cross-seed bootstrap covariance of Z (identity effects shared by the two losses cancel,
-which is what makes the comparison sharper than the two intervals). The seed term is, by default
-(``paired_seeds=False``), var_s(p_loss)/S_loss + var_s(p_best)/S_best, each with S−1 degrees of
-freedom in the Welch–Satterthwaite sum (about 2(S−1) in all): valid for independent runs and
-conservative when runs with the same seed index are positively correlated (in this pipeline they
-share backbone init, batch order and augmentation). ``paired_seeds=True`` uses var_s(Z)/S instead
-(seed index s is the pairing unit; needs equal S): tighter when same-seed runs are strongly
-correlated, but with only S−1 = 2 degrees of freedom the Welch–Satterthwaite interval is then
-somewhat liberal (8–10% instead of 5% false differences in our simulations, against 4–5% by default).
-A loss is *tied* with the best when its difference interval contains 0; the best is tied with itself
-(difference 0, interval [0, 0]).
-
-*Rank stability.* ``p_first`` is the share of B joint resamples — identity replicate b plus the S
-seeds drawn with replacement (the same seed indices for every loss when seeds are paired) — in which
-the loss has the best seed-averaged value; exact ties share the resample. It is descriptive (with
-S = 3 a seed resample has ten distinct outcomes); ``tied`` is the calibrated statement.
-
-*Few events.* TAR at FAR f is set by the few impostor pairs above its threshold; a value resting on
-fewer than ``min_events`` of them (:func:`impostors_above`, :func:`few_events`) is flagged, not ranked.
+*Few events.* TAR at FAR f is set by the few impostor pairs above its threshold; :func:`impostors_above` counts
+them for the comparison's flag.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
-from statistics import NormalDist
+from collections.abc import Sequence
 
 import numpy as np
+
+from lossbench.metrics.catalogue import far_key
 
 _CHUNK_ELEMENTS = 2**21
 """Elements of one working array per replicate chunk (16 MB of float64)."""
@@ -138,11 +100,6 @@ def mean_replicates(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
 
 # --------------------------------------------------------------------------------------------------
 # Verification under weights
-
-
-def far_key(far: float) -> str:
-    """Metric name of TAR at FAR ``far`` (e.g. ``tar_at_far_1e-03``), as in the verification metrics."""
-    return f"tar_at_far_{far:.0e}"
 
 
 def _check_fars(far: Sequence[float]) -> tuple[float, ...]:
@@ -297,245 +254,3 @@ def impostors_above(scores: np.ndarray, genuine: np.ndarray, far: Sequence[float
     accepted = np.r_[0, ends]
     fpr = accepted / impostor.size
     return {far_key(f): int(accepted[np.searchsorted(fpr, f, side="right") - 1]) for f in fars}
-
-
-def few_events(impostors_above: int, min_events: int) -> bool:
-    """True when a TAR@FAR value rests on fewer than ``min_events`` impostor pairs above its threshold
-    (flag it; do not rank or bold it)."""
-    return int(impostors_above) < int(min_events)
-
-
-# --------------------------------------------------------------------------------------------------
-# Student t quantiles (numpy only: continued fraction of the regularised incomplete beta function)
-
-
-def _beta_cf(a: float, b: float, x: float) -> float:
-    """Continued fraction of the incomplete beta function (modified Lentz)."""
-    tiny = 1e-300
-    c, d = 1.0, 1.0 - (a + b) * x / (a + 1.0)
-    d = 1.0 / (d if abs(d) > tiny else tiny)
-    h = d
-    for m in range(1, 10_000):
-        for aa in (
-            m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)),
-            -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1)),
-        ):
-            d = 1.0 + aa * d
-            d = 1.0 / (d if abs(d) > tiny else tiny)
-            c = 1.0 + aa / c
-            c = c if abs(c) > tiny else tiny
-            h *= d * c
-        if abs(d * c - 1.0) < 1e-16:
-            break
-    return h
-
-
-def _t_sf(t: float, df: float) -> float:
-    """P(T > t) for t ≥ 0."""
-    x, y = df / (df + t * t), t * t / (df + t * t)  # x + y = 1, each accurate
-    a, b = df / 2.0, 0.5
-    if y == 0.0:
-        return 0.5
-    log_front = math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log(y)
-    if x < (a + 1.0) / (a + b + 2.0):
-        return 0.5 * math.exp(log_front) * _beta_cf(a, b, x) / a
-    return 0.5 * (1.0 - math.exp(log_front) * _beta_cf(b, a, y) / b)
-
-
-def _t_pdf(t: float, df: float) -> float:
-    return math.exp(
-        math.lgamma((df + 1) / 2)
-        - math.lgamma(df / 2)
-        - 0.5 * math.log(df * math.pi)
-        - (df + 1) / 2 * math.log1p(t * t / df)
-    )
-
-
-def t_quantile(p: float, df: float) -> float:
-    """Quantile of Student's t with ``df`` > 0 (possibly fractional or inf) degrees of freedom."""
-    if not 0.0 < p < 1.0 or not df > 0:
-        raise ValueError(f"need 0 < p < 1 and df > 0, got p={p}, df={df}")
-    if p < 0.5:
-        return -t_quantile(1.0 - p, df)
-    if p == 0.5:
-        return 0.0
-    z = NormalDist().inv_cdf(p)
-    if df >= 2000:  # Cornish–Fisher expansion (Abramowitz & Stegun 26.7.5), accurate to ~1e-13 here
-        z2 = z * z
-        terms = (
-            (z2 + 1) * z / 4,
-            ((5 * z2 + 16) * z2 + 3) * z / 96,
-            (((3 * z2 + 19) * z2 + 17) * z2 - 15) * z / 384,
-            ((((79 * z2 + 776) * z2 + 1482) * z2 - 1920) * z2 - 945) * z / 92160,
-        )
-        return z + sum(g / df ** (k + 1) for k, g in enumerate(terms))
-    q, log_q = 1.0 - p, math.log1p(-p)
-    lo, hi = z, max(z, 1.0) * 2.0  # the t quantile is above the normal one
-    while _t_sf(hi, df) > q:
-        lo, hi = hi, hi * 4.0
-    t = min(max(z + (z**3 + z) / (4 * df), lo), hi)
-    for _ in range(200):
-        sf = _t_sf(t, df)
-        if sf > q:
-            lo = t
-        else:
-            hi = t
-        # Newton step on log P(T > t) against log t: nearly linear in both the normal and Cauchy tails
-        step = (math.log(sf) - log_q) / (t * _t_pdf(t, df) / sf)
-        new = t * math.exp(step)
-        if not lo < new < hi:
-            new = math.sqrt(lo * hi)
-        if abs(new - t) <= 1e-15 * t:
-            return new
-        t = new
-    return t
-
-
-# --------------------------------------------------------------------------------------------------
-# Combination across seeds and losses
-
-
-@dataclass(frozen=True)
-class Verdict:
-    """One loss's metric with its uncertainty (see the module docstring for the method)."""
-
-    mean: float  # mean over seeds of the full-test-set metric
-    low: float  # confidence interval of the mean: training randomness + identity sampling
-    high: float
-    se: float  # standard error behind the interval (√V)
-    dof: float  # Welch–Satterthwaite degrees of freedom of the interval
-    diff: float  # mean − best loss's mean (0 for the best itself)
-    diff_low: float  # confidence interval of the paired difference
-    diff_high: float
-    tied: bool  # the difference interval contains 0 (or this is the best)
-    best: bool  # best mean (max, or min when lower is better)
-    p_first: float  # share of joint resamples where this loss ranks first
-    seeds: int  # S
-    test_sampling_only: bool  # S == 1: no seed variance, the intervals cover test sampling only
-
-    def as_dict(self) -> dict:
-        return asdict(self)
-
-
-def _cross_cov(a: np.ndarray, b: np.ndarray) -> float:
-    """Mean bootstrap covariance over run pairs (s, t) with s ≠ t (all pairs if none exist)."""
-    a0 = a - a.mean(axis=1, keepdims=True)
-    b0 = b - b.mean(axis=1, keepdims=True)
-    cov = a0 @ b0.T / (a.shape[1] - 1)
-    off = ~np.eye(cov.shape[0], cov.shape[1], dtype=bool)
-    return float(cov[off].mean() if off.any() else cov.mean())
-
-
-def _interval(
-    center: float, seed_terms: Sequence[tuple[float, int]], test_var: float, test_dof: float, confidence: float
-) -> tuple[float, float, float, float]:
-    """``(low, high, se, dof)`` for variance Σ seed terms (variance of a mean, S−1 dof) + test_var."""
-    terms = [(v, s - 1) for v, s in seed_terms if s > 1] + [(max(test_var, 0.0), test_dof)]
-    total = sum(v for v, _ in terms)
-    denom = sum(v * v / d for v, d in terms if v > 0 and not math.isinf(d))
-    dof = total * total / denom if denom > 0 else math.inf
-    se = math.sqrt(total)
-    half = t_quantile(0.5 + confidence / 2.0, dof) * se if se > 0 else 0.0
-    return center - half, center + half, se, dof
-
-
-def summarize(
-    point: Mapping[str, Sequence[float]],
-    replicates: Mapping[str, np.ndarray],
-    confidence: float = 0.95,
-    higher_is_better: bool = True,
-    paired_seeds: bool = False,
-    identities: int | None = None,
-    seed: int = 0,
-) -> dict[str, Verdict]:
-    """Verdicts per loss from ``point[loss]`` [S] (metric per seed on the full test set) and
-    ``replicates[loss]`` [S, B] (the same on identity replicate b; the same b weights for every loss
-    and seed). ``higher_is_better=False`` for EER. ``identities``: number of test identities
-    (small-sample correction and degrees of freedom of the test-sampling term; None = treat it as
-    known). ``paired_seeds``: seed index s of every loss is one pairing unit (needs equal S; default:
-    runs of different losses are independent). ``seed``: seeds the resampling behind ``p_first``.
-    Replicates that are not finite for some loss and seed (e.g. a verification replicate without
-    genuine pairs) are dropped for all. Method: module docstring."""
-    if not 0.0 < confidence < 1.0:
-        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
-    if not point or set(point) != set(replicates):
-        raise ValueError("point and replicates must name the same, non-empty set of losses")
-    if identities is not None and identities < 2:
-        raise ValueError(f"identities must be at least 2, got {identities}")
-    names = list(point)
-    p = {n: np.asarray(point[n], dtype=np.float64).ravel() for n in names}
-    x = {n: np.asarray(replicates[n], dtype=np.float64) for n in names}
-    b_count = x[names[0]].shape[-1] if x[names[0]].ndim == 2 else -1
-    for n in names:
-        if p[n].size == 0 or x[n].shape != (p[n].size, b_count) or b_count < 2:
-            raise ValueError(
-                f"{n}: point must be [S] and replicates [S, B] with one B ≥ 2 for every loss, "
-                f"got {p[n].shape} and {x[n].shape}"
-            )
-        if not np.isfinite(p[n]).all():
-            raise ValueError(f"{n}: point values must be finite")
-    if paired_seeds and len({p[n].size for n in names}) > 1:
-        raise ValueError("paired_seeds needs the same number of seeds for every loss; use paired_seeds=False")
-    keep = np.logical_and.reduce([np.isfinite(x[n]).all(axis=0) for n in names])
-    if keep.sum() < 2:
-        raise ValueError("fewer than 2 replicates are finite for every loss and seed")
-    x = {n: x[n][:, keep] for n in names}
-    scale = 1.0 if identities is None else identities / (identities - 1.0)
-    test_dof = math.inf if identities is None else identities - 1.0
-    sign = 1.0 if higher_is_better else -1.0
-
-    means = {n: float(p[n].mean()) for n in names}
-    best = max(names, key=lambda n: sign * means[n])  # the first of exact ties
-
-    def seed_var(values: np.ndarray) -> float:
-        return float(values.var(ddof=1)) / values.size if values.size > 1 else 0.0
-
-    # Rank stability: identity replicate b joined with a resample of the seeds (per loss, or shared).
-    rng = np.random.default_rng(seed)
-    cols = np.arange(x[best].shape[1])
-    shared = rng.integers(0, p[best].size, size=(cols.size, p[best].size)) if paired_seeds else None
-    joint = np.stack(
-        [
-            x[n][
-                shared if paired_seeds else rng.integers(0, p[n].size, size=(cols.size, p[n].size)), cols[:, None]
-            ].mean(axis=1)
-            for n in names
-        ]
-    )
-    ranked = sign * joint
-    top = ranked == ranked.max(axis=0, keepdims=True)
-    p_first = (top / top.sum(axis=0, keepdims=True)).mean(axis=1)
-
-    out = {}
-    for k, n in enumerate(names):
-        s = p[n].size
-        test_var = scale * max(_cross_cov(x[n], x[n]), 0.0)
-        low, high, se, dof = _interval(means[n], [(seed_var(p[n]), s)], test_var, test_dof, confidence)
-        if n == best:
-            diff = diff_low = diff_high = 0.0
-        else:
-            diff = means[n] - means[best]
-            if paired_seeds:
-                z, zp = x[n] - x[best], p[n] - p[best]
-                seed_terms = [(seed_var(zp), s)]
-                diff_test = _cross_cov(z, z)
-            else:
-                seed_terms = [(seed_var(p[n]), s), (seed_var(p[best]), p[best].size)]
-                diff_test = _cross_cov(x[n], x[n]) + _cross_cov(x[best], x[best]) - 2.0 * _cross_cov(x[n], x[best])
-            diff_low, diff_high, _, _ = _interval(diff, seed_terms, scale * max(diff_test, 0.0), test_dof, confidence)
-        out[n] = Verdict(
-            mean=means[n],
-            low=low,
-            high=high,
-            se=se,
-            dof=dof,
-            diff=diff,
-            diff_low=diff_low,
-            diff_high=diff_high,
-            tied=bool(n == best or diff_low <= 0.0 <= diff_high),
-            best=n == best,
-            p_first=float(p_first[k]),
-            seeds=s,
-            test_sampling_only=s == 1,
-        )
-    return out

@@ -17,11 +17,9 @@ from lossbench.core.io import atomic_save_npz, atomic_write_json, atomic_write_t
 from lossbench.data.store import load_processed
 from lossbench.embedding.sets import TestSet
 from lossbench.evaluation.bootstrap import identity_weights, impostors_above, mean_replicates, verification_replicates
+from lossbench.metrics.catalogue import INDEX_PREFIX
 from lossbench.metrics.ranking import cosine_similarity_chunks, evaluate_retrieval, per_query_values
 from lossbench.metrics.verification import evaluate_verification
-
-INDEX_PREFIX = "index_"
-"""Metrics of what the configured FAISS index returns carry this prefix (``index_top1``, ``index_score`` …)."""
 
 
 def similarity_matrix(query: np.ndarray, gallery: np.ndarray) -> np.ndarray:

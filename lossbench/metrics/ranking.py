@@ -21,9 +21,7 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 
 from lossbench.core.errors import LossbenchError
-
-CHALLENGE_WEIGHTS = {1: 600.0, 5: 300.0, 10: 100.0}
-"""Weights of the challenge score: 600·top1 + 300·top5 + 100·top10 (0–1000)."""
+from lossbench.metrics.catalogue import CHALLENGE_WEIGHTS, topk_key
 
 _CHUNK_BYTES = 256 * 2**20
 """Working-memory budget of one query chunk (all temporaries of its query × gallery block)."""
@@ -116,7 +114,8 @@ def rank_gallery(
 
 
 def challenge_score(top1: float, top5: float, top10: float) -> float:
-    """600·top1 + 300·top5 + 100·top10, from accuracies given as fractions in [0, 1]."""
+    """The challenge score (:data:`CHALLENGE_WEIGHTS`: 600·top1 + 300·top5 + 100·top10) from accuracies given as
+    fractions in [0, 1]."""
     values = {1: top1, 5: top5, 10: top10}
     for k, value in values.items():
         if not 0.0 <= value <= 1.0:
@@ -280,8 +279,8 @@ def evaluate_retrieval(
 def per_query_values(first_hit: np.ndarray, ks: Sequence[int]) -> dict[str, np.ndarray]:
     """Per-query ``top{k}`` hits (0/1) and challenge score from each query's 0-based rank of its first hit.
 
-    Their means are the top-k accuracies and the challenge score (600·top1 + 300·top5 + 100·top10).
+    Their means are the top-k accuracies and the challenge score (:data:`CHALLENGE_WEIGHTS`).
     """
-    values = {f"top{k}": (first_hit < k).astype(np.float64) for k in sorted(set(ks) | set(CHALLENGE_WEIGHTS))}
-    values["score"] = sum(weight * values[f"top{k}"] for k, weight in CHALLENGE_WEIGHTS.items())
+    values = {topk_key(k): (first_hit < k).astype(np.float64) for k in sorted(set(ks) | set(CHALLENGE_WEIGHTS))}
+    values["score"] = sum(weight * values[topk_key(k)] for k, weight in CHALLENGE_WEIGHTS.items())
     return values

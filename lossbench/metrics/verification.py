@@ -15,6 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from lossbench.core.errors import LossbenchError
+from lossbench.metrics.catalogue import far_key
 from lossbench.metrics.ranking import as_embeddings, cosine_similarity_chunks, encode_labels
 
 
@@ -68,11 +69,6 @@ def downsample_curve(fpr: np.ndarray, max_points: int, min_fpr: float) -> np.nda
     targets = np.r_[np.linspace(0.0, 1.0, half), np.logspace(np.log10(min_fpr), 0.0, half)]
     picks = np.searchsorted(fpr, targets, side="right") - 1
     return np.unique(np.r_[0, picks, fpr.size - 1])
-
-
-def far_key(far: float) -> str:
-    """The metric name of TAR at ``far``: ``tar_at_far_1e-03``."""
-    return f"tar_at_far_{far:.0e}"
 
 
 def evaluate_verification(
