@@ -4,14 +4,14 @@ Both sides run the real ``lossbench.training.trainer.Trainer.train_epoch`` on th
 (same labels, sampler seed and number of steps) with the headline loss of params.yaml:
 
 - cached: ``FeatureEncoder`` over ``compute_features`` output (the head alone trains; what
-  ``featurize`` + ``run@<loss>`` do when ``model.freeze: true``);
+  ``featurize`` + ``train@<loss>-<seed>`` do when ``model.freeze: true``);
 - in the loop: ``ImageEncoder`` with the train transform, frozen backbone forward every step (what
   the source projects did);
 - fine-tune: the same with the backbone unfrozen (``losses.<name>.model.freeze: false``): forward and
   backward through the backbone every step — the cost of fine-tuning.
 
 A second table compares embedding a frozen run's test set from the cache (its head on cached features, what
-``run@<loss>-<seed>`` does) with the full forward of every image.
+``embed@<loss>-<seed>`` does) with the full forward of every image.
 
 Cases: the default backbone of params.yaml at ``data.image_size``, ``timm:resnet18`` at the same size
 (a typical small CNN) and ``open_clip:ViT-B-32`` at 224 with a small batch. Also shows the one-off cost of the cache in epochs of in-loop training.

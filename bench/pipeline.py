@@ -4,7 +4,7 @@
 2. ``dvc repro`` with nothing changed (median of 3; only the always-changed ``weights`` stage runs, and
    finds its record unchanged);
 3. ``dvc exp run -S loss=<another loss>`` after the full run (which stages re-ran, wall time);
-4. peak memory of the embedding step of ``run@<headline loss>-<first seed>`` (``embed_run``)
+4. peak memory of ``embed@<headline loss>-<first seed>`` (``embed_run``)
    for the default test gallery and for galleries 10× and 100× larger (gallery rows duplicated into a
    larger processed array): peak RSS and peak anonymous RSS (RSS minus file-backed pages such as the
    read-only image memmap). The anonymous peak must not grow with the gallery: embeddings go straight
