@@ -14,7 +14,7 @@ from lossbench.features.cache import compute_features
 from lossbench.features.encoders import encode_all
 from lossbench.features.runs import eval_encoder
 from lossbench.models.builder import build_model
-from lossbench.models.pretrained import packaged_weights_file
+from lossbench.models.resolve import packaged_weights_files
 from lossbench.models.weights import file_digest, weights_fingerprint, weights_record
 
 CPU = torch.device("cpu")
@@ -55,7 +55,7 @@ def test_embedding_from_the_feature_cache_equals_the_full_forward(backbone, pret
 
 
 def test_weights_fingerprint_follows_the_file_content(tmp_path):
-    packaged = packaged_weights_file("timm:tf_efficientnet_lite0", "imagenet")
+    [packaged] = packaged_weights_files("timm:tf_efficientnet_lite0", "imagenet")
     default = SimpleNamespace(backbone="timm:tf_efficientnet_lite0", pretrained="imagenet")
     assert weights_fingerprint(SimpleNamespace(backbone="timm:test_resnet", pretrained=None)) is None
     record = weights_record([default, default])

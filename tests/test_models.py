@@ -252,7 +252,7 @@ def test_normalise_head_has_no_weights_and_normalises():
 
 
 def _train_steps(model: EmbeddingModel, steps: int = 3) -> None:
-    optimizer = torch.optim.SGD(model.trainable_parameters(), lr=0.5)
+    optimizer = torch.optim.SGD(model.param_groups(0.5), lr=0.5)
     model.train()
     generator = torch.Generator().manual_seed(0)
     for _ in range(steps):

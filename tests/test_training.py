@@ -22,7 +22,7 @@ from lossbench.training.train import _validation
 from lossbench.training.trainer import Trainer, ValidationSet
 
 DIM, SIGNAL_DIMS = 16, 4
-TRAINABLE = [name for name, cls in LOSSES.items() if cls.needs_training]
+TRAINABLE = [name for name, cls in LOSSES.items() if cls.Options.trains]
 # gentler margins/scales for 150-step runs on 24 identities (the defaults target real data sets)
 TEST_OPTIONS = {"arcface": {"scale": 16.0}, "cosface": {"scale": 16.0}, "arcface_center": {"scale": 16.0}}
 

@@ -29,7 +29,6 @@ class MetricLoss(nn.Module):
     """
 
     name: ClassVar[str] = ""
-    needs_training: ClassVar[bool] = True  # set from `Options.trains` by `register_loss`
     uses_classes: ClassVar[bool] = False
     Options: ClassVar[type[LossOptions]] = LossOptions
 

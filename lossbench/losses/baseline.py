@@ -12,12 +12,12 @@ from lossbench.losses.registry import register_loss
 
 @register_loss("baseline")
 class BaselineLoss(MetricLoss):
-    """Marks the untrained reference: `needs_training` is False, so nothing should call `forward`."""
+    """Marks the untrained reference: `Options.trains` is False, so nothing should call `forward`."""
 
     Options = BaselineOptions  # trains = False
 
     def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         raise LossbenchError(
             "loss 'baseline' has no training objective (it evaluates raw backbone features); "
-            "check `needs_training` and skip training for it"
+            "check `loss_trains(name)` and skip training for it"
         )

@@ -56,7 +56,6 @@ def register_loss(name: str) -> Callable[[type[MetricLoss]], type[MetricLoss]]:
                 f"@options_for({name!r}) in lossbench/config/loss_options.py"
             )
         cls.name = name
-        cls.needs_training = cls.Options.trains
         LOSSES[name] = cls
         return cls
 

