@@ -13,7 +13,9 @@ ROOT = Path(__file__).resolve().parents[1]
 HEAVY = ("torch", "torchvision", "timm", "open_clip", "pytorch_metric_learning")
 
 
-@pytest.mark.parametrize("stage", ["synthesize", "preprocess", "index", "evaluate", "compare", "headline", "submit"])
+@pytest.mark.parametrize(
+    "stage", ["synthesize", "preprocess", "weights", "index", "evaluate", "compare", "headline", "submit"]
+)
 def test_light_stages_import_no_torch(stage):
     code = (
         f"import sys, stages.{stage}; from lossbench.config.params import load_params; load_params(); "

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import timm
 import torch
+import yaml
 from huggingface_hub import constants as hf_constants
 from PIL import Image
 
@@ -295,17 +296,20 @@ def test_one_rule_names_the_source_and_the_files(tmp_path):
         weights_files(f"timm:{ARCH}", str(tmp_path / "absent.pth"))
 
 
-def test_weights_stage_imports_no_torch(tmp_path):
-    """The weights stage runs in every `dvc repro`: resolving and hashing the params' weights needs no torch."""
-    record = tmp_path / "weights.json"
-    code = (
-        "import sys, stages.weights; from lossbench.core import paths; "
-        f"paths.WEIGHTS_RECORD = {str(record)!r}; stages.weights.main(); "
-        f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))"
-    )
-    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+def test_weights_stage_imports_no_torch(tmp_path, copy_project, subprocess_env):
+    """The weights stage runs in every `dvc repro`: its checks and hashing the params' weights need no torch."""
+    root = copy_project(tmp_path)
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["synthetic"].update(identities=16, images_per_id=6, image_size=32)
+    params["data"].update(image_size=32, val_ids=0.25, test_ids=0.25)
+    params["train"].update(ids_per_batch=4)  # the default packaged backbone: its weights are recorded
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    for stage in ("synthesize", "preprocess"):
+        subprocess.run([sys.executable, "-m", f"stages.{stage}"], cwd=root, env=subprocess_env, check=True)
+    code = f"import sys, stages.weights; stages.weights.main(); print(sorted(m for m in {HEAVY!r} if m in sys.modules))"
+    result = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]", result.stdout
-    assert json.loads(record.read_text())  # params.yaml's packaged weights were recorded
+    assert json.loads((root / "data/weights.json").read_text())  # params.yaml's packaged weights were recorded
 
 
 def test_models_import_graph_is_acyclic():
