@@ -161,6 +161,27 @@ class StatsConfig:
 
 
 @dataclass(frozen=True)
+class PrunerConfig:
+    startup_trials: int = field(ge=0)
+    warmup_epochs: int = field(ge=0)
+
+
+@dataclass(frozen=True)
+class TuneConfig:
+    """The ``tune`` section (lossbench/tuning: what each key does)."""
+
+    trials: int = field(ge=0)
+    seeds: list[int] = field(ge=0, min_items=1, unique=True)
+    epochs: int | None = field(ge=1)
+    sampler_seed: int = field(ge=0)
+    startup_trials: int = field(ge=1)
+    pruner: PrunerConfig
+    storage: str | None
+    pin: dict[str, Any]
+    space: dict[str, Any]
+
+
+@dataclass(frozen=True)
 class LossSpec:
     """One entry of ``losses``, resolved: its type, options and effective model/train settings."""
 
@@ -175,6 +196,20 @@ class LossSpec:
         from lossbench.config.loss_options import loss_trains
 
         return loss_trains(self.type)
+
+    def with_values(self, values: Mapping[str, Any]) -> LossSpec:
+        """This spec with settings replaced: ``train.<key>`` keys in ``train``, the others in the options
+        (validated like params.yaml's values)."""
+        from lossbench.config.loss_options import build_options
+
+        train = {k.removeprefix("train."): v for k, v in values.items() if k.startswith("train.")}
+        options = {**self.options, **{k: v for k, v in values.items() if not k.startswith("train.")}}
+        built = build_options(self.type, options, f"losses.{self.name}")
+        return dataclasses.replace(
+            self,
+            options=dataclasses.asdict(built),
+            train=_override(self.train, train, f"losses.{self.name}.train"),
+        )
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -200,6 +235,7 @@ class Params:
     index: IndexConfig
     evaluate: EvaluateConfig
     stats: StatsConfig
+    tune: TuneConfig
 
     def resolve_loss(self, name: str) -> LossSpec:
         """Merge ``losses.<name>`` over the global ``model`` and ``train`` sections and validate it."""
@@ -267,8 +303,23 @@ def parse_params(raw: Any) -> Params:
             f"params: headline 'loss' = {params.loss!r} is not one of the configured losses: "
             f"{', '.join(params.losses)}. Use e.g. `dvc exp run -S loss={next(iter(params.losses))}`."
         )
-    params.loss_specs()  # every entry: its options, its model/train overrides and their fit
+    specs = params.loss_specs()  # every entry: its options, its model/train overrides and their fit
+    _check_tune(params.tune, {spec.name: spec.type for spec in specs})
     return params
+
+
+def _check_tune(tune: TuneConfig, types: Mapping[str, str]) -> None:
+    """``tune.pin`` and ``tune.space`` name configured losses and tunable settings, with valid ranges."""
+    from lossbench.config.loss_options import search_space
+
+    for section in ("pin", "space"):
+        for name in getattr(tune, section):
+            if name not in types:
+                raise LossbenchError(
+                    f"params: 'tune.{section}.{name}': no loss {name!r} is configured; configured: {', '.join(types)}."
+                )
+    for name, loss_type in types.items():
+        search_space(name, loss_type, tune.pin.get(name, ()), tune.space.get(name))
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:

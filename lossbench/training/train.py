@@ -34,6 +34,7 @@ from lossbench.models.checkpoint import save_model
 from lossbench.training import distributed
 from lossbench.training.logging import DvcLiveLogger
 from lossbench.training.trainer import Trainer, TrainSettings, ValidationSet, config_hash
+from lossbench.tuning.apply import tuned_spec
 
 
 def _run_cache(params: Params, spec: LossSpec, seed: int, splits: Splits, device) -> FeatureCache | None:
@@ -71,8 +72,9 @@ def _validation(
 
 
 def train_run(params: Params, name: str, seed: int) -> str:
-    """Train loss ``name`` with training seed ``seed`` (``baseline``: validate only) and save the kept model."""
-    spec = params.resolve_loss(name)
+    """Train loss ``name`` with training seed ``seed`` (``baseline``: validate only) and save the kept model; the
+    loss's tuned values apply (``lossbench.tuning.apply``) and its checkpoint config records them."""
+    spec = tuned_spec(params, params.resolve_loss(name))
     splits = Splits.load()
     device = pick_device()
     settings = TrainSettings.from_config(spec.train, seed)

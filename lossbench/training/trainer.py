@@ -17,6 +17,7 @@ import copy
 import hashlib
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -134,11 +135,17 @@ class TrainStep(nn.Module):
         return self.loss_fn(embeddings.float(), labels)
 
 
+EpochHook = Callable[[int, dict[str, float]], bool | None]
+"""Called after every epoch with (epoch, its metrics); a true return stops training (it may also raise, e.g.
+``optuna.TrialPruned``)."""
+
+
 class Trainer:
     """Train ``model`` with ``loss_fn`` on P×K batches drawn from ``encoder`` rows labelled ``labels``.
 
     In a process group (torchrun) the batches are split over the ranks; ``logger`` and ``resume_file`` are
-    written by rank 0 only (every rank reads the resume file).
+    written by rank 0 only (every rank reads the resume file). ``on_epoch`` (:data:`EpochHook`) runs after
+    each epoch's bookkeeping, on every rank.
     """
 
     def __init__(
@@ -153,11 +160,12 @@ class Trainer:
         run_key: str = "",
         logger: EpochLogger | None = None,
         desc: str = "train",
+        on_epoch: EpochHook | None = None,
     ):
         self.model, self.loss_fn, self.encoder = model, loss_fn, encoder
         self.labels = torch.as_tensor(np.asarray(labels), dtype=torch.long)
         self.rank, self.main = distributed.rank(), distributed.is_main()
-        self.settings, self.validation, self.desc = settings, validation, desc
+        self.settings, self.validation, self.desc, self.on_epoch = settings, validation, desc, on_epoch
         self.logger = logger if self.main else None
         self.resume_file = Path(resume_file) if resume_file else None
         self.run_key = run_key
@@ -281,6 +289,8 @@ class Trainer:
                 atomic_torch_save(self._resume_state(epoch), self.resume_file)
             if self.logger:
                 self.logger.log_epoch(epoch, metrics)
+            if self.on_epoch is not None and self.on_epoch(epoch, metrics):
+                break
         if self.resume_file and self.main and self.resume_file.exists():
             self.resume_file.unlink()
         return TrainResult(

@@ -1,0 +1,70 @@
+"""One trial's training: a loss trained with given values and training seed, validated per epoch.
+
+Everything the trials of a loss share is loaded once (:class:`TrialData`): the splits, the feature cache of a frozen
+backbone (in memory) and the device, so a frozen-head trial pays only for its epochs. A run here is the run the
+train stage makes with the same values and seed (same model, loss and trainer), minus the files it writes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from dataclasses import dataclass
+
+import torch
+
+from lossbench.config.params import LossSpec, Params
+from lossbench.core.errors import LossbenchError
+from lossbench.core.runtime import pick_device
+from lossbench.features.cache import FeatureCache
+from lossbench.features.runs import Splits, build_run_head, build_run_model
+from lossbench.losses import LossContext, create_loss
+from lossbench.training.run import _run_cache, _train_encoder, _validation
+from lossbench.training.trainer import EpochHook, Trainer, TrainResult, TrainSettings
+
+
+@dataclass
+class TrialData:
+    """The splits, the frozen backbone's feature cache (None when the backbone trains) and the device."""
+
+    params: Params
+    splits: Splits
+    cache: FeatureCache | None
+    device: torch.device
+
+    @classmethod
+    def load(cls, params: Params, spec: LossSpec, seed: int) -> TrialData:
+        splits, device = Splits.load(), pick_device()
+        return cls(params, splits, _run_cache(params, spec, seed, splits, device), device)
+
+    def train(self, spec: LossSpec, seed: int, on_epoch: EpochHook | None = None) -> TrainResult:
+        """Train ``spec`` with training seed ``seed`` (validated after every epoch, ``on_epoch`` then called)."""
+        if self.cache is not None:
+            model = build_run_head(spec, seed, self.cache.train.shape[-1], self.device)
+        else:
+            model = build_run_model(self.params, spec, seed, self.device)
+        validation = _validation(model, self.splits, self.cache, self.device)
+        if validation is None:
+            raise LossbenchError("tuning needs a val split with queries and gallery; raise data.val_ids")
+        context = LossContext(
+            class_names=self.splits.class_names, backbone=spec.model.backbone, pretrained=spec.model.pretrained
+        )
+        loss_fn = create_loss(
+            spec.type,
+            num_classes=int(self.splits.train["label"].nunique()),
+            embed_dim=spec.model.embed_dim,
+            context=context,
+            **spec.options,
+        ).to(self.device)
+        trainer = Trainer(
+            model,
+            loss_fn,
+            _train_encoder(spec, model, self.splits, self.cache, self.device),
+            self.splits.train_labels,
+            TrainSettings.from_config(spec.train, seed),
+            validation=validation,
+            desc=f"tune {spec.name} seed {seed}",
+            on_epoch=on_epoch,
+        )
+        with contextlib.redirect_stdout(io.StringIO()):  # the per-epoch lines; the study prints one per trial
+            return trainer.fit()
