@@ -1,4 +1,5 @@
-"""Stage ``train@<loss>-<seed>``: train one loss with one training seed (on the feature cache when frozen).
+"""Stage ``train@<loss>-<seed>``: train one loss, with its tuned values (``lossbench.tuning.apply``), with one
+training seed (on the feature cache when frozen).
 
 Writes models/<loss>/seed<seed>/ (the kept checkpoint) and metrics/train/<loss>/seed<seed>/ (training curves and
 the kept epoch). Under ``torchrun --nproc_per_node=N -m stages.train <loss> <seed>`` the training is data-parallel
@@ -10,6 +11,7 @@ from lossbench.core.runtime import set_threads
 from lossbench.core.stage import run_arguments, run_stage
 from lossbench.training import distributed
 from lossbench.training.train import train_run
+from lossbench.tuning.apply import tuned_spec
 
 
 def main() -> str:
@@ -17,7 +19,7 @@ def main() -> str:
     params = load_params()
     set_threads(params.threads)
     with distributed.session() as rank:
-        summary = train_run(params, loss, seed)
+        summary = train_run(params, tuned_spec(params, params.resolve_loss(loss)), seed)
     return summary if rank == 0 else f"{summary} (rank {rank}: rank 0 writes)"
 
 

@@ -183,11 +183,17 @@ def test_switching_the_headline_runs_no_training_and_shows_in_metrics_diff(repo,
 
 
 def exp_ran(repo: Path, *overrides: str) -> set[str]:
-    """The stages ``dvc exp run -S …`` runs, from the committed study (the workspace restored afterwards)."""
+    """The stages ``dvc exp run -S …`` runs from the committed study (the workspace restored before and after)."""
+    restore(repo)
     result = dvc("exp", "run", *[arg for o in overrides for arg in ("-S", o)], cwd=repo)
-    run(["git", "checkout", "-q", "--", "."], repo)
-    dvc("checkout", "-q", cwd=repo, check=False)
+    restore(repo)
     return ran_stages(result.stdout) | restored_stages(result.stdout)
+
+
+def restore(repo: Path) -> None:
+    """Back to the committed study: params, lock and git-tracked outputs from git, the rest from DVC's cache."""
+    run(["git", "checkout", "-q", "--", "."], repo)
+    dvc("checkout", "-q", cwd=repo)
 
 
 @pytest.mark.parametrize(
@@ -195,11 +201,11 @@ def exp_ran(repo: Path, *overrides: str) -> set[str]:
     [
         # a loss option: that loss's runs, the comparison and the headline row (summary.json changed); no featurize
         (("losses.triplet.margin=0.3",), run_stages(("triplet",)) | {"compare", "headline"}),
-        (("++losses.triplet.train.epochs=3",), run_stages(("triplet",)) | {"compare", "headline"}),
-        # an index setting: indexing onward, no training, no embedding
-        (("index.factory=IVF2,Flat",), run_stages(steps=("index", "evaluate")) | {"compare", "headline"}),
-        # evaluation settings: evaluation and comparison only
-        (("evaluate.far=[0.01]",), run_stages(steps=("evaluate",)) | {"compare", "headline"}),
+        (("++losses.triplet.train.lr=0.01",), run_stages(("triplet",)) | {"compare", "headline"}),
+        # an index setting (quoted: a bare comma is a sweep to DVC): indexing onward, no training, no embedding
+        (("index.factory='IVF2,Flat'",), run_stages(steps=("index", "evaluate")) | {"compare", "headline"}),
+        # evaluation settings: evaluation and comparison (the headline row reads none of the TAR columns)
+        (("evaluate.far=[0.01]",), run_stages(steps=("evaluate",)) | {"compare"}),
         (("stats.resamples=150",), run_stages(steps=("evaluate",)) | {"compare", "headline"}),
         # figures only: the comparison (its summary.json unchanged, so not the headline)
         (("evaluate.tsne=false",), {"compare"}),
@@ -231,13 +237,21 @@ def test_a_code_edit_reruns_exactly_the_stages_that_import_it(repo, reproduced, 
     assert ran == {"weights"} | expected
 
 
+def test_tuning_runs_each_loss_search_once_and_drives_its_runs(repo, reproduced):
+    """An equal budget per loss: every tune@ stage runs; the trained losses' runs retrain with the tuned values."""
+    trained = ("arcface", "triplet")
+    ran = exp_ran(repo, "tune.trials=2")
+    tuned_runs = run_stages(trained) | run_stages(("baseline",), steps=("train",))  # baseline: same model, stops
+    assert ran == {"weights", "compare", "headline", "submit"} | {f"tune@{loss}" for loss in LOSSES} | tuned_runs
+
+
 def test_a_no_op_repro_runs_only_the_weights_check(repo, reproduced):
     assert ran_stages(dvc("repro", cwd=repo).stdout) == {"weights"}
 
 
 def test_an_index_the_test_gallery_cannot_hold_is_refused_before_any_training(repo, reproduced):
     result = dvc(
-        "exp", "run", "-S", "index.factory=IVF4096,Flat", "-S", "losses.triplet.margin=0.4", cwd=repo, check=False
+        "exp", "run", "-S", "index.factory='IVF4096,Flat'", "-S", "losses.triplet.margin=0.4", cwd=repo, check=False
     )
     run(["git", "checkout", "-q", "--", "."], repo)
     assert result.returncode != 0

@@ -18,7 +18,7 @@ from lossbench.metrics.ranking import evaluate_retrieval
 from lossbench.models import EmbeddingModel, ProjectionHead, create_backbone
 from lossbench.models.backbones import Backbone
 from lossbench.training.logging import DvcLiveLogger, read_epochs
-from lossbench.training.train import _validation
+from lossbench.training.train import validation_set
 from lossbench.training.trainer import Trainer, ValidationSet
 
 DIM, SIGNAL_DIMS = 16, 4
@@ -170,7 +170,7 @@ def test_a_val_split_of_one_identity_is_not_used_to_rank_epochs():
         {"identity": ["a"] * 3, "split": ["val"] * 3, "label": [0] * 3, "role": ["query", "gallery", "gallery"]}
     )
     with pytest.warns(UserWarning, match="cannot rank epochs"):
-        assert _validation(None, SimpleNamespace(val=val), None, torch.device("cpu")) is None
+        assert validation_set(None, SimpleNamespace(val=val), None, torch.device("cpu")) is None
 
 
 def tiny_image_data(num_ids: int = 6, per_id: int = 4, size: int = 16):

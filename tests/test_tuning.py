@@ -29,7 +29,7 @@ from lossbench.tuning.records import StudyRecord, TrialRow, best_file, trials_cs
 from lossbench.tuning.study import tune_loss
 
 ROOT = Path(__file__).resolve().parents[1]
-TUNE = {"trials": 4, "seeds": [0], "epochs": 3, "threads": 1, "sampler_seed": 0, "startup_trials": 2}
+TUNE = {"trials": 4, "seeds": [0], "epochs": 3, "sampler_seed": 0, "startup_trials": 2}
 
 
 @contextlib.contextmanager

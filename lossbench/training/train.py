@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import warnings
 
+import torch
+
 from lossbench.config.params import LossSpec, Params
 from lossbench.core import paths
 from lossbench.core.io import atomic_write_json
@@ -34,10 +36,9 @@ from lossbench.models.checkpoint import save_model
 from lossbench.training import distributed
 from lossbench.training.logging import DvcLiveLogger
 from lossbench.training.trainer import Trainer, TrainSettings, ValidationSet, config_hash
-from lossbench.tuning.apply import tuned_spec
 
 
-def _run_cache(params: Params, spec: LossSpec, seed: int, splits: Splits, device) -> FeatureCache | None:
+def run_cache(params: Params, spec: LossSpec, seed: int, splits: Splits, device) -> FeatureCache | None:
     """Cached backbone features for a frozen run: the shared cache, or (other backbone settings) its own."""
     if not frozen_backbone(spec):
         return None
@@ -49,7 +50,7 @@ def _run_cache(params: Params, spec: LossSpec, seed: int, splits: Splits, device
     return features_for(build_run_model(params, spec, seed, device), splits, spec.train, params.seed, device)
 
 
-def _train_encoder(
+def train_encoder(
     spec: LossSpec, model: EmbeddingModel | HeadModel, splits: Splits, cache: FeatureCache | None, device
 ) -> Encoder:
     if cache is not None:
@@ -58,7 +59,7 @@ def _train_encoder(
     return ImageEncoder(splits.images, splits.train["row"].to_numpy(), train_tf, device)
 
 
-def _validation(
+def validation_set(
     model: EmbeddingModel | HeadModel, splits: Splits, cache: FeatureCache | None, device
 ) -> ValidationSet | None:
     if splits.val.empty:
@@ -71,21 +72,32 @@ def _validation(
     return ValidationSet(encoder, splits.val["label"].to_numpy(), (splits.val["role"] == "query").to_numpy())
 
 
-def train_run(params: Params, name: str, seed: int) -> str:
-    """Train loss ``name`` with training seed ``seed`` (``baseline``: validate only) and save the kept model; the
-    loss's tuned values apply (``lossbench.tuning.apply``) and its checkpoint config records them."""
-    spec = tuned_spec(params, params.resolve_loss(name))
+def make_loss(spec: LossSpec, splits: Splits, device) -> torch.nn.Module:
+    """The loss of ``spec`` for the train split's classes (its own weights, if any, on ``device``)."""
+    context = LossContext(
+        class_names=splits.class_names, backbone=spec.model.backbone, pretrained=spec.model.pretrained
+    )
+    num_classes = int(splits.train["label"].nunique())
+    return create_loss(
+        spec.type, num_classes=num_classes, embed_dim=spec.model.embed_dim, context=context, **spec.options
+    ).to(device)
+
+
+def train_run(params: Params, spec: LossSpec, seed: int) -> str:
+    """Train ``spec`` (a resolved loss, its tuned values applied) with training seed ``seed`` (``baseline``: validate
+    only) and save the kept model; its checkpoint config records the values it trained with."""
+    name = spec.name
     splits = Splits.load()
     device = pick_device()
     settings = TrainSettings.from_config(spec.train, seed)
-    cache = _run_cache(params, spec, seed, splits, device)
+    cache = run_cache(params, spec, seed, splits, device)
     if cache is not None:  # frozen backbone: the head alone trains and is saved
         model = build_run_head(spec, seed, cache.train.shape[-1], device)
     else:
         model = build_run_model(params, spec, seed, device)
     num_features = cache.train.shape[-1] if cache is not None else model.backbone.num_features
     config = run_config(params, spec, seed, int(splits.train["label"].nunique()), num_features)
-    validation = _validation(model, splits, cache, device)
+    validation = validation_set(model, splits, cache, device)
     label = f"{name} seed {seed}"
 
     if not spec.trains:
@@ -93,21 +105,12 @@ def train_run(params: Params, name: str, seed: int) -> str:
         summary = {"epochs_trained": 0, "best_epoch": 0, **metrics}
         state, note = model.state_dict(), f"no training (backbone features); val {_fmt(metrics)}"
     else:
-        context = LossContext(
-            class_names=splits.class_names, backbone=spec.model.backbone, pretrained=spec.model.pretrained
-        )
-        loss_fn = create_loss(
-            spec.type,
-            num_classes=config["num_classes"],
-            embed_dim=spec.model.embed_dim,
-            context=context,
-            **spec.options,
-        ).to(device)
+        loss_fn = make_loss(spec, splits, device)
         logger = DvcLiveLogger(paths.train_log_dir(name, seed)) if distributed.is_main() else None
         trainer = Trainer(
             model,
             loss_fn,
-            _train_encoder(spec, model, splits, cache, device),
+            train_encoder(spec, model, splits, cache, device),
             splits.train_labels,
             settings,
             validation=validation,

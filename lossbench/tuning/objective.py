@@ -18,8 +18,7 @@ from lossbench.core.errors import LossbenchError
 from lossbench.core.runtime import pick_device
 from lossbench.features.cache import FeatureCache
 from lossbench.features.runs import Splits, build_run_head, build_run_model
-from lossbench.losses import LossContext, create_loss
-from lossbench.training.run import _run_cache, _train_encoder, _validation
+from lossbench.training.train import make_loss, run_cache, train_encoder, validation_set
 from lossbench.training.trainer import EpochHook, Trainer, TrainResult, TrainSettings
 
 
@@ -35,7 +34,7 @@ class TrialData:
     @classmethod
     def load(cls, params: Params, spec: LossSpec, seed: int) -> TrialData:
         splits, device = Splits.load(), pick_device()
-        return cls(params, splits, _run_cache(params, spec, seed, splits, device), device)
+        return cls(params, splits, run_cache(params, spec, seed, splits, device), device)
 
     def train(self, spec: LossSpec, seed: int, on_epoch: EpochHook | None = None) -> TrainResult:
         """Train ``spec`` with training seed ``seed`` (validated after every epoch, ``on_epoch`` then called)."""
@@ -43,23 +42,14 @@ class TrialData:
             model = build_run_head(spec, seed, self.cache.train.shape[-1], self.device)
         else:
             model = build_run_model(self.params, spec, seed, self.device)
-        validation = _validation(model, self.splits, self.cache, self.device)
+        validation = validation_set(model, self.splits, self.cache, self.device)
         if validation is None:
             raise LossbenchError("tuning needs a val split with queries and gallery; raise data.val_ids")
-        context = LossContext(
-            class_names=self.splits.class_names, backbone=spec.model.backbone, pretrained=spec.model.pretrained
-        )
-        loss_fn = create_loss(
-            spec.type,
-            num_classes=int(self.splits.train["label"].nunique()),
-            embed_dim=spec.model.embed_dim,
-            context=context,
-            **spec.options,
-        ).to(self.device)
+        loss_fn = make_loss(spec, self.splits, self.device)
         trainer = Trainer(
             model,
             loss_fn,
-            _train_encoder(spec, model, self.splits, self.cache, self.device),
+            train_encoder(spec, model, self.splits, self.cache, self.device),
             self.splits.train_labels,
             TrainSettings.from_config(spec.train, seed),
             validation=validation,
