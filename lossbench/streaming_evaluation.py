@@ -95,7 +95,8 @@ class StreamingResult:
             v = np.asarray(value, dtype=np.float64)
             if v.shape != self.scored_groups.shape:
                 raise LossbenchError(
-                    f"{key}: need one value per scored query ({self.scored_groups.size}), got shape {v.shape}")
+                    f"{key}: need one value per scored query ({self.scored_groups.size}), got shape {v.shape}"
+                )
             self.per_query[key] = v
             self.metrics[key] = float(np.mean(v))
             self.replicates[key] = mean_replicates(v, self.group_weights, self.scored_groups)
@@ -251,8 +252,9 @@ class _Pass:
     tail: _Tail
 
 
-def _within_bin_ranks(sim: np.ndarray, cell: np.ndarray, n_cells: int, pr: np.ndarray, items: np.ndarray,
-                      pair_cell: np.ndarray) -> np.ndarray:
+def _within_bin_ranks(
+    sim: np.ndarray, cell: np.ndarray, n_cells: int, pr: np.ndarray, items: np.ndarray, pair_cell: np.ndarray
+) -> np.ndarray:
     """For each pair: items of its row and bin ranked before it (higher score, or equal with a smaller index)."""
     lookup = np.zeros(n_cells, dtype=bool)
     lookup[pair_cell] = True
@@ -267,8 +269,9 @@ def _within_bin_ranks(sim: np.ndarray, cell: np.ndarray, n_cells: int, pr: np.nd
     return position[own] - start
 
 
-def _ranking_update(acc: _Pass, rows: slice, pr: np.ndarray, rank: np.ndarray, n_relevant: np.ndarray,
-                    n_gallery: int) -> None:
+def _ranking_update(
+    acc: _Pass, rows: slice, pr: np.ndarray, rank: np.ndarray, n_relevant: np.ndarray, n_gallery: int
+) -> None:
     """Per-query first hit, AP, AP@R and hits within R from the relevant ranks of one block (as ranking.py)."""
     r = n_relevant[rows]
     rank = np.sort(pr * n_gallery + rank) - pr * n_gallery  # pr is sorted: ranks ascending per query
@@ -292,15 +295,29 @@ def _add_by_group(out: np.ndarray, groups: np.ndarray, rows: np.ndarray) -> None
     out[sorted_groups[starts]] += np.add.reduceat(rows[order], starts, axis=0)
 
 
-def _stream(query: np.ndarray, gallery: np.ndarray, relevant: _Relevant, groups: np.ndarray, n_groups: int,
-            shift: int, tail_size: int, chunk_rows: int) -> _Pass:
+def _stream(
+    query: np.ndarray,
+    gallery: np.ndarray,
+    relevant: _Relevant,
+    groups: np.ndarray,
+    n_groups: int,
+    shift: int,
+    tail_size: int,
+    chunk_rows: int,
+) -> _Pass:
     n_query, n_gallery = query.shape[0], gallery.shape[0]
     n_bins = FINE_BINS >> shift
     acc = _Pass(
-        first_hit=np.full(n_query, -1, dtype=np.int64), ap=np.zeros(n_query), ap_at_r=np.zeros(n_query),
-        hits_at_r=np.zeros(n_query), fine_total=np.zeros(FINE_BINS + 1, dtype=np.int64),
-        fine_genuine=np.zeros(FINE_BINS + 1, dtype=np.int64), group_total=np.zeros((n_groups, n_bins)),
-        group_genuine=np.zeros((n_groups, n_bins)), tail=_Tail(tail_size))
+        first_hit=np.full(n_query, -1, dtype=np.int64),
+        ap=np.zeros(n_query),
+        ap_at_r=np.zeros(n_query),
+        hits_at_r=np.zeros(n_query),
+        fine_total=np.zeros(FINE_BINS + 1, dtype=np.int64),
+        fine_genuine=np.zeros(FINE_BINS + 1, dtype=np.int64),
+        group_total=np.zeros((n_groups, n_bins)),
+        group_genuine=np.zeros((n_groups, n_bins)),
+        tail=_Tail(tail_size),
+    )
     for start in range(0, n_query, chunk_rows):
         rows = slice(start, min(start + chunk_rows, n_query))
         c = rows.stop - rows.start
@@ -399,8 +416,9 @@ class _TailRoc:
     def _counts(block: np.ndarray, groups: np.ndarray, nb: int, n_groups: int) -> np.ndarray:
         return np.bincount(groups * nb + block, minlength=n_groups * nb).reshape(n_groups, nb).astype(np.float64)
 
-    def tar(self, weights: np.ndarray, genuine_total: np.ndarray, impostor_total: np.ndarray,
-            fars: Sequence[float]) -> dict[float, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    def tar(
+        self, weights: np.ndarray, genuine_total: np.ndarray, impostor_total: np.ndarray, fars: Sequence[float]
+    ) -> dict[float, tuple[np.ndarray, np.ndarray, np.ndarray]]:
         """Per far: ``(tar, impostor mass accepted, covered)`` [r] for weights [r, groups] at the last
         point with FPR ≤ far."""
         imp_cum = np.cumsum(weights @ self.block_impostor, axis=1)
@@ -487,8 +505,13 @@ def _ranking_values(acc: _Pass, scored: np.ndarray, n_relevant: np.ndarray, ks: 
     first_hit = acc.first_hit[scored]
     values = {f"top{k}": (first_hit < k).astype(np.float64) for k in ks}
     values["score"] = sum(weight * values[f"top{k}"] for k, weight in CHALLENGE_WEIGHTS.items())
-    values.update({"mAP": acc.ap[scored], "map_at_r": acc.ap_at_r[scored],
-                   "r_precision": acc.hits_at_r[scored] / n_relevant[scored]})
+    values.update(
+        {
+            "mAP": acc.ap[scored],
+            "map_at_r": acc.ap_at_r[scored],
+            "r_precision": acc.hits_at_r[scored] / n_relevant[scored],
+        }
+    )
     return values
 
 
@@ -513,16 +536,27 @@ def _verification_replicates(acc: _Pass, tail_roc: _TailRoc, weights: np.ndarray
             tar = np.where(covered, tar, _binned_tar(fpr, tpr, f))
             from_bins += int((~covered & valid).sum())
             out[far_key(f)][part] = np.where(valid, tar, np.nan)
-    bounds = {"roc_auc_replicates": float(np.nanmax(out.pop("roc_auc_bound"))),
-              "eer_replicates": float(np.nanmax(out.pop("eer_bound"))), "tar_replicates_from_bins": from_bins}
+    bounds = {
+        "roc_auc_replicates": float(np.nanmax(out.pop("roc_auc_bound"))),
+        "eer_replicates": float(np.nanmax(out.pop("eer_bound"))),
+        "tar_replicates_from_bins": from_bins,
+    }
     return out, bounds
 
 
-def evaluate_streaming(query: np.ndarray, query_labels: Sequence, gallery: np.ndarray | None = None,
-                       gallery_labels: Sequence | None = None, topk: Sequence[int] = (1, 5, 10),
-                       far: Sequence[float] = (1e-3, 1e-4), resamples: int = 2000, seed: int = 0,
-                       weights: np.ndarray | None = None, chunk_bytes: int = CHUNK_BYTES,
-                       max_curve_points: int = 200) -> StreamingResult:
+def evaluate_streaming(
+    query: np.ndarray,
+    query_labels: Sequence,
+    gallery: np.ndarray | None = None,
+    gallery_labels: Sequence | None = None,
+    topk: Sequence[int] = (1, 5, 10),
+    far: Sequence[float] = (1e-3, 1e-4),
+    resamples: int = 2000,
+    seed: int = 0,
+    weights: np.ndarray | None = None,
+    chunk_bytes: int = CHUNK_BYTES,
+    max_curve_points: int = 200,
+) -> StreamingResult:
     """Ranking and verification metrics with identity-bootstrap replicates in one streaming pass.
 
     ``gallery=None``: all-vs-all over ``query``. Embeddings are L2-normalised here. ``weights`` [B, Q]
@@ -577,8 +611,12 @@ def evaluate_streaming(query: np.ndarray, query_labels: Sequence, gallery: np.nd
     for f, (tar, imp, _) in tail_roc.tar(ones, ones @ gen_counts, ones @ imp_counts, fars).items():
         metrics[far_key(f)] = float(tar[0])
         accepted[f] = int(round(float(imp[0])))
-    metrics.update(num_pairs=q.shape[0] * n_gallery, num_genuine_pairs=n_genuine, num_impostor_pairs=n_impostor,
-                   num_identities=int(np.unique(ql[scored]).size))
+    metrics.update(
+        num_pairs=q.shape[0] * n_gallery,
+        num_genuine_pairs=n_genuine,
+        num_impostor_pairs=n_impostor,
+        num_identities=int(np.unique(ql[scored]).size),
+    )
     metrics.update({f"impostors_above_{far_key(f)}": accepted[f] for f in fars})
 
     scored_groups = groups[scored]
