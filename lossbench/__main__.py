@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from lossbench import __version__
+from lossbench import __version__, evaluate_embeddings
 from lossbench.errors import LossbenchError
 from lossbench.stage import one_line_warnings
 
@@ -131,6 +131,11 @@ COMMANDS: dict[str, Command] = {
         "special files, names that are not UTF-8, a misread layout); exit status 1 if any",
         _check_data_arguments,
         _check_data,
+    ),
+    "evaluate-embeddings": Command(
+        "metrics with 95% identity-bootstrap intervals of saved query (and gallery) embeddings",
+        evaluate_embeddings.configure,
+        evaluate_embeddings.run,
     ),
 }
 
