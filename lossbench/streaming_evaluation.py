@@ -407,6 +407,7 @@ class _TailRoc:
         n_blocks = max(1, min(self.n // 16, int(np.sqrt(16 * self.n / n_groups)) + 1))
         marks = np.arange(1, n_blocks) * (self.n // n_blocks)
         self.bounds = np.unique(np.r_[0, cuts[np.searchsorted(cuts, marks)], self.n])
+        self.max_width = int(np.diff(self.bounds).max())
         block = np.searchsorted(self.bounds, np.arange(self.n), side="right") - 1
         nb = self.bounds.size - 1
         self.block_impostor = self._counts(block[~genuine], groups[~genuine], nb, n_groups)
@@ -414,7 +415,11 @@ class _TailRoc:
 
     @staticmethod
     def _counts(block: np.ndarray, groups: np.ndarray, nb: int, n_groups: int) -> np.ndarray:
-        return np.bincount(groups * nb + block, minlength=n_groups * nb).reshape(n_groups, nb).astype(np.float64)
+        return (
+            np.bincount(groups.astype(np.int64) * nb + block, minlength=n_groups * nb)
+            .reshape(n_groups, nb)
+            .astype(np.float64)
+        )
 
     def tar(
         self, weights: np.ndarray, genuine_total: np.ndarray, impostor_total: np.ndarray, fars: Sequence[float]
@@ -423,8 +428,16 @@ class _TailRoc:
         point with FPR ≤ far."""
         imp_cum = np.cumsum(weights @ self.block_impostor, axis=1)
         gen_cum = np.cumsum(weights @ self.block_genuine, axis=1)
+        step = max(1, _REPLICATE_ELEMENTS // self.max_width)  # rows of one block scan
+        out = {}
         with np.errstate(invalid="ignore", divide="ignore"):
-            return {f: self._at(weights, imp_cum, gen_cum, genuine_total, impostor_total, f) for f in fars}
+            for f in fars:
+                parts = [
+                    self._at(weights[s], imp_cum[s], gen_cum[s], genuine_total[s], impostor_total[s], f)
+                    for s in (slice(a, a + step) for a in range(0, weights.shape[0], step))
+                ]
+                out[f] = tuple(np.concatenate(column) for column in zip(*parts))
+        return out
 
     def _at(self, weights, imp_cum, gen_cum, genuine_total, impostor_total, far):
         k = (imp_cum / impostor_total[:, None] <= far).sum(axis=1)  # first block past the operating point
@@ -582,7 +595,7 @@ def evaluate_streaming(
         if np.shape(weights)[1:] != (q.shape[0],):
             raise LossbenchError(f"weights must be [replicates, {q.shape[0]}], got shape {np.shape(weights)}")
         wg, groups = weight_groups(weights)
-    n_groups = wg.shape[1]
+    n_groups, groups = wg.shape[1], groups.astype(np.int32)  # int32: the tail stores one group per pair
 
     n_gallery = g.shape[0] - int(all_vs_all)
     n_genuine = int(relevant.n_relevant.sum())
