@@ -16,18 +16,21 @@ and never kept. Each block updates four summaries, then is dropped:
 - **The exact tail.** The highest ⌈2·max_far·N_impostor⌉ + 64 impostor scores (all ties of the
   smallest one included; merged block by block with ``np.partition``) and every genuine score above
   them, with their query's group. TAR@FAR is read there exactly, at the last ROC point with FPR ≤ far
-  (ties form one point), for unit weights and for every replicate (a replicate whose operating point
-  lies below the tail — possible only when its weights move more than half the impostor mass out of
-  the tail — falls back to the binned ROC; ``bounds["tar_replicates_from_bins"]`` counts them).
+  (ties form one point), for unit weights and for every replicate. A replicate whose operating point
+  lies below the tail (its weights put less than half the unweighted share of the impostor mass in the
+  tail) reads its TAR from the binned ROC instead, a lower bound of the exact one (binned points are
+  exact points); ``bounds["tar_replicates_from_bins"]`` counts them.
 
 Error bound of ROC-AUC and EER. Every binned ROC point is an exact ROC point (accept every pair whose bin
 is ≥ b), so between two consecutive binned points the exact ROC is a monotone staircase inside the
 rectangle Δfpr_b × Δtpr_b spanned by bin b's impostors and genuines, while the binned ROC is its diagonal.
 Hence |AUC_binned − AUC| ≤ ½ Σ_b Δfpr_b·Δtpr_b (half the mass of genuine–impostor pairs sharing a bin),
-and the exact EER lies where the line fpr = 1 − tpr crosses the same rectangle, so |EER_binned − EER| ≤
-min(fpr_b+1, 1 − tpr_b) − max(fpr_b, 1 − tpr_b+1) ≤ min(Δfpr_b, Δtpr_b) for the crossing bin. Both bounds
-are computed from the counts for the point values and for every replicate (``bounds``). TAR@FAR and
-``impostors_above_*`` are exact.
+and the exact EER lies where the line fpr = 1 − tpr crosses the same rectangle: for the crossing segment
+(x0, y0)–(x1, y1), |EER_binned − EER| ≤ min(x1, 1 − y0) − max(x0, 1 − y1) ≤ min(Δfpr, Δtpr). Both bounds
+are computed from the counts, for the point values and for every replicate (``bounds``: the point ones
+and the largest over the replicates). TAR@FAR and ``impostors_above_*`` are exact. Why bins: an exact
+weighted AUC needs the order of all Q×G pairs (the previous path's sort); on bins every replicate is one
+matrix product, and the bound says what that costs (about 1e-6 in AUC on the benchmark's data).
 
 Protocols. Query × gallery; or *all-vs-all* (``gallery=None``): every item queries all the others
 (itself excluded), as pytorch-metric-learning's ``ref_includes_query=True`` and the Reality Check; items

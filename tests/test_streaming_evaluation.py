@@ -194,3 +194,19 @@ def test_no_scored_query_is_an_error():
     x, labels = _all_vs_all_case()
     with pytest.raises(LossbenchError, match="no query has a same-label gallery item"):
         evaluate_streaming(x, np.arange(len(x)), resamples=B)
+
+
+def test_replicates_below_a_short_tail_fall_back_to_bins(case, monkeypatch):
+    import lossbench.streaming_evaluation as se
+
+    monkeypatch.setattr(se, "TAIL_FACTOR", 1.05)
+    monkeypatch.setattr(se, "TAIL_MARGIN", 0)
+    query, ql, gallery, gl = case["data"]
+    ours = se.evaluate_streaming(query, ql, gallery, gl, far=FARS, resamples=B, seed=case["seed"])
+    key = f"tar_at_far_{FARS[0]:.0e}"
+    assert ours.metrics[key] == case["ver"][key]  # unit weights stay inside the tail
+    fell_back = ours.bounds["tar_replicates_from_bins"]
+    assert fell_back > 0
+    exact, approx = case["replicates"][key], ours.replicates[key]
+    assert (approx <= exact + 1e-15).all()  # binned points are exact points: never above
+    assert (approx == exact).sum() >= B - fell_back
