@@ -92,8 +92,20 @@ def _unit_norm(*arrays: np.ndarray) -> bool:
     return all(np.allclose(np.linalg.norm(a.astype(np.float64), axis=1), 1.0, atol=1e-4) for a in arrays)
 
 
+def _check_options(args: argparse.Namespace) -> None:
+    if any(k < 1 for k in args.topk):
+        raise InputError("--topk", f"ranks must be positive, got {args.topk}", "e.g. --topk 1 5 10")
+    if any(not 0.0 < f < 1.0 for f in args.far):
+        raise InputError("--far", f"rates must be in (0, 1), got {args.far}", "e.g. --far 1e-3 1e-4")
+    if args.resamples < 2:
+        raise InputError(
+            "--resamples", f"need at least 2 replicates for an interval, got {args.resamples}", "e.g. 2000"
+        )
+
+
 def evaluate(args: argparse.Namespace) -> dict:
     """The JSON document of one evaluation."""
+    _check_options(args)
     query = _embeddings(args.query)
     query_labels = _labels(args.query_labels, query, args.query)
     if (args.gallery is None) != (args.gallery_labels is None):
@@ -121,7 +133,7 @@ def evaluate(args: argparse.Namespace) -> dict:
             seed=args.seed,
         )
     except LossbenchError as exc:
-        raise InputError(args.query_labels, str(exc), "see the labels and options") from None
+        raise InputError(args.query_labels, str(exc), "check the labels of queries and gallery") from None
     metrics = {}
     for key, value in result.metrics.items():
         if key in result.replicates:

@@ -118,3 +118,11 @@ def test_truncated_and_object_files(files, capsys):
     np.save(files["q"], np.zeros((40, 8)))
     np.save(files["ql"], np.array([object()] * 40), allow_pickle=True)
     assert f"{files['ql']}: holds Python objects" in _error(capsys, _args(files))
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [(["--topk", "0"], "--topk: ranks must be positive"), (["--far", "2"], "--far: rates must be in (0, 1)")],
+)
+def test_bad_options_name_the_option(files, capsys, option, message):
+    assert message in _error(capsys, _args(files, *option))
