@@ -93,7 +93,11 @@ class StreamingResult:
     scored_groups: np.ndarray = field(repr=False)
 
     def add_per_query(self, values: Mapping[str, np.ndarray]) -> None:
-        """Add per-scored-query values (e.g. ``index_top1`` from a FAISS index): mean, per-query and replicates."""
+        """Add per-scored-query values: their means, per-query values and replicates under the same weights.
+
+        E.g. what a FAISS index returns: ``add_per_query({"index_" + k: v for k, v in
+        topk_values(first_hit, topk).items()})``.
+        """
         for key, value in values.items():
             v = np.asarray(value, dtype=np.float64)
             if v.shape != self.scored_groups.shape:
@@ -517,10 +521,17 @@ def _check(topk: Sequence[int], far: Sequence[float]) -> tuple[tuple[int, ...], 
     return tuple(sorted(set(int(k) for k in ks) | set(CHALLENGE_WEIGHTS))), fars
 
 
-def _ranking_values(acc: _Pass, scored: np.ndarray, n_relevant: np.ndarray, ks: tuple[int, ...]) -> dict:
-    first_hit = acc.first_hit[scored]
-    values = {f"top{k}": (first_hit < k).astype(np.float64) for k in ks}
+def topk_values(first_hit: np.ndarray, topk: Sequence[int] = (1, 5, 10)) -> dict[str, np.ndarray]:
+    """Per-query ``top{k}`` hits (0/1, k in ``topk`` and 1, 5, 10) and challenge ``score`` from each query's
+    0-based rank of its first same-label result (as ``lossbench.metrics.ranking.per_query_values``)."""
+    ks = sorted(set(int(k) for k in topk) | set(CHALLENGE_WEIGHTS))
+    values = {f"top{k}": (np.asarray(first_hit) < k).astype(np.float64) for k in ks}
     values["score"] = sum(weight * values[f"top{k}"] for k, weight in CHALLENGE_WEIGHTS.items())
+    return values
+
+
+def _ranking_values(acc: _Pass, scored: np.ndarray, n_relevant: np.ndarray, ks: tuple[int, ...]) -> dict:
+    values = topk_values(acc.first_hit[scored], ks)
     values.update(
         {
             "mAP": acc.ap[scored],

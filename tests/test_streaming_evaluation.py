@@ -15,9 +15,9 @@ from sklearn.metrics import roc_auc_score, roc_curve
 
 from lossbench import stats
 from lossbench.errors import LossbenchError
-from lossbench.metrics.ranking import evaluate_retrieval, l2_normalize
+from lossbench.metrics.ranking import evaluate_retrieval, l2_normalize, per_query_values
 from lossbench.metrics.verification import evaluate_verification, roc_points, tar_at_far
-from lossbench.streaming_evaluation import evaluate_streaming, group_weights
+from lossbench.streaming_evaluation import evaluate_streaming, group_weights, topk_values
 
 FARS = (1e-2, 1e-3)
 B = 60
@@ -141,8 +141,14 @@ def test_group_weights_are_identity_weights():
 
 def test_extra_per_query_values_get_replicates(case):
     ours, exact = case["ours"], case["exact"]
-    values = (np.arange(ours.scored.sum()) % 3 == 0).astype(np.float64)
-    ours.add_per_query({"index_top1": values})
+    first_hit = np.arange(ours.scored.sum()) % 7
+    ours.add_per_query({"index_" + k: v for k, v in topk_values(first_hit).items()})
+    for key, value in per_query_values(first_hit, (1, 3)).items():
+        np.testing.assert_array_equal(topk_values(first_hit, (1, 3))[key], value)
+    values = (first_hit < 1).astype(np.float64)
+    assert ours.metrics["index_score"] == pytest.approx(
+        600 * (first_hit < 1).mean() + 300 * (first_hit < 5).mean() + 100
+    )
     weights = stats.identity_weights(case["data"][1], B, case["seed"])[:, exact["scored"]]
     assert ours.metrics["index_top1"] == values.mean()
     np.testing.assert_array_equal(ours.replicates["index_top1"], stats.mean_replicates(values, weights))
