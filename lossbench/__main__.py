@@ -133,7 +133,7 @@ COMMANDS: dict[str, Command] = {
         _check_data,
     ),
     "evaluate-embeddings": Command(
-        "metrics with 95% identity-bootstrap intervals of saved query (and gallery) embeddings",
+        "metrics with 95 percent identity-bootstrap intervals of saved query (and gallery) embeddings (all-vs-all without a gallery)",
         evaluate_embeddings.configure,
         evaluate_embeddings.run,
     ),

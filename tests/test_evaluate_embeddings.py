@@ -126,3 +126,9 @@ def test_truncated_and_object_files(files, capsys):
 )
 def test_bad_options_name_the_option(files, capsys, option, message):
     assert message in _error(capsys, _args(files, *option))
+
+
+def test_registered_in_the_lossbench_command():
+    from lossbench.__main__ import build_parser
+
+    assert "evaluate-embeddings" in build_parser().format_help()
