@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from lossbench import __version__
+from lossbench.apps import evaluate_embeddings
 from lossbench.core.errors import LossbenchError
 from lossbench.core.stage import one_line_warnings
 
@@ -131,6 +132,12 @@ COMMANDS: dict[str, Command] = {
         "special files, names that are not UTF-8, a misread layout); exit status 1 if any",
         _check_data_arguments,
         _check_data,
+    ),
+    "evaluate-embeddings": Command(
+        "metrics with 95 percent identity-bootstrap intervals of saved query (and gallery) embeddings "
+        "(all-vs-all without a gallery)",
+        evaluate_embeddings.configure,
+        evaluate_embeddings.run,
     ),
 }
 
