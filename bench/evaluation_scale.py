@@ -1,6 +1,6 @@
 """Time and peak memory of one run's evaluation at growing size: streaming vs previous vs pytorch-metric-learning.
 
-- streaming: ``lossbench.evaluation.streaming.evaluate_streaming`` — ranking + verification metrics and B
+- streaming: ``lossbench.metrics.streaming.evaluate_streaming`` — ranking + verification metrics and B
   identity-bootstrap replicates of every metric.
 - previous: what ``lossbench.evaluation.evaluate_run`` computes without its FAISS index
   (``evaluate_retrieval`` with per-query values, ``evaluate_verification``, the Q×G similarity matrix,
@@ -53,7 +53,7 @@ def data(n: int, dim: int, per_class: int, seed: int = 0):
 
 
 def _streaming(query, ql, gallery, gl, resamples: int) -> dict:
-    from lossbench.evaluation.streaming import evaluate_streaming
+    from lossbench.metrics.streaming import evaluate_streaming
 
     return evaluate_streaming(query, ql, gallery, gl, resamples=resamples).metrics
 

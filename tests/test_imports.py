@@ -47,3 +47,19 @@ def test_create_loss_from_the_registry_module_alone():  # without the package's 
     )
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "TripletLoss"
+
+
+def test_every_module_of_the_package_and_the_stages_imports():
+    """An import of a moved or renamed module fails here, before a stage meets it."""
+    modules = sorted(
+        ".".join(path.with_suffix("").parts).removesuffix(".__init__")
+        for folder in ("lossbench", "stages")
+        for path in (ROOT / folder).rglob("*.py")
+        for path in [path.relative_to(ROOT)]
+    )
+    code = (
+        "import importlib, sys\nfor name in sys.argv[1:]:\n    importlib.import_module(name)\nprint(len(sys.argv) - 1)"
+    )
+    result = subprocess.run([sys.executable, "-c", code, *modules], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert int(result.stdout) == len(modules) > 50

@@ -15,8 +15,8 @@ from sklearn.metrics import roc_auc_score, roc_curve
 
 from lossbench.core.errors import LossbenchError
 from lossbench.evaluation import bootstrap as stats
-from lossbench.evaluation.streaming import evaluate_streaming, group_weights, topk_values
 from lossbench.metrics.ranking import evaluate_retrieval, l2_normalize, per_query_values
+from lossbench.metrics.streaming import evaluate_streaming, group_weights, topk_values
 from lossbench.metrics.verification import evaluate_verification, roc_points, tar_at_far
 
 FARS = (1e-2, 1e-3)
@@ -203,7 +203,7 @@ def test_no_scored_query_is_an_error():
 
 
 def test_replicates_below_a_short_tail_fall_back_to_bins(case, monkeypatch):
-    import lossbench.evaluation.streaming as se
+    import lossbench.metrics.streaming as se
 
     monkeypatch.setattr(se, "TAIL_FACTOR", 1.05)
     monkeypatch.setattr(se, "TAIL_MARGIN", 0)

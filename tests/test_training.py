@@ -170,7 +170,7 @@ def test_a_val_split_of_one_identity_is_not_used_to_rank_epochs():
         {"identity": ["a"] * 3, "split": ["val"] * 3, "label": [0] * 3, "role": ["query", "gallery", "gallery"]}
     )
     with pytest.warns(UserWarning, match="cannot rank epochs"):
-        assert validation_set(None, SimpleNamespace(val=val), None, torch.device("cpu")) is None
+        assert validation_set(None, SimpleNamespace(val=val), None, torch.device("cpu"), "query_gallery") is None
 
 
 def tiny_image_data(num_ids: int = 6, per_id: int = 4, size: int = 16):

@@ -6,7 +6,7 @@
 Without a gallery every item is a query against all the others (all-vs-all; labels seen once are
 distractors). Embeddings are L2-normalised by the command (the JSON says whether they already were).
 Labels are any 1-D ``.npy`` array (ints or strings). Intervals are the 2.5 and 97.5 percentiles of the
-identity-bootstrap replicates (:mod:`lossbench.evaluation.streaming`). A bad input prints one line
+identity-bootstrap replicates (:mod:`lossbench.metrics.streaming`). A bad input prints one line
 ``lossbench evaluate-embeddings: error: <file>: <what> (<fix>)`` and exits with status 2.
 """
 
@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from lossbench.core.errors import LossbenchError
-from lossbench.evaluation.streaming import evaluate_streaming
+from lossbench.metrics.streaming import evaluate_streaming
 
 PROG = "lossbench evaluate-embeddings"
 

@@ -145,6 +145,7 @@ class IndexConfig:
 
 @dataclass(frozen=True)
 class EvaluateConfig:
+    protocol: Literal["query_gallery", "all_vs_all"]
     topk: list[int] = field(ge=1, min_items=1)
     far: list[float] = field(gt=0.0, lt=1.0)
     flip_tta: bool

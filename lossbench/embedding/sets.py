@@ -70,3 +70,7 @@ class TestSet:
             labels.loc[query_rows].to_numpy(),
             labels.loc[gallery_rows].to_numpy(),
         )
+
+    def all_items(self) -> tuple[np.ndarray, np.ndarray]:
+        """Every test image (queries, then gallery) with its label: the set of the all-vs-all protocol."""
+        return np.concatenate([self.query, self.gallery]), np.concatenate([self.query_labels, self.gallery_labels])

@@ -6,6 +6,8 @@ for the evaluation, which scores what the index returns next to the exact rankin
 
 from __future__ import annotations
 
+import numpy as np
+
 from lossbench.config.params import Params
 from lossbench.core import paths
 from lossbench.core.io import atomic_save_npz
@@ -20,11 +22,25 @@ def neighbour_count(topk: list[int], gallery_size: int) -> int:
     return min(max(max(topk), MIN_NEIGHBOURS), gallery_size)
 
 
+def without_self(scores: np.ndarray, ids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's first ``k`` results other than itself (query i is item i): the all-vs-all neighbours."""
+    keep = ids != np.arange(len(ids))[:, None]
+    order = np.argsort(~keep, axis=1, kind="stable")[:, :k]  # kept results first, in their ranked order
+    return np.take_along_axis(scores, order, axis=1), np.take_along_axis(ids, order, axis=1)
+
+
 def index_run(params: Params, loss: str, seed: int) -> str:
-    """Build, save and search the run's index; return a summary line."""
+    """Build, save and search the run's index; return a summary line.
+
+    Query/gallery protocol: the index holds the test gallery and is searched with the test queries. All-vs-all:
+    it holds every test image (queries, then gallery), each searched for its neighbours other than itself.
+    """
     directory = paths.embeddings_dir(loss, seed)
     gallery, _ = load_embeddings(directory, "gallery")
     query, _ = load_embeddings(directory, "query")
+    all_vs_all = params.evaluate.protocol == "all_vs_all"
+    if all_vs_all:
+        gallery = query = np.concatenate([query, gallery])
     cfg = params.index
     index = build_index(
         gallery,
@@ -35,7 +51,10 @@ def index_run(params: Params, loss: str, seed: int) -> str:
         train_size=cfg.train_size,
     )
     save_index(index, paths.index_file(loss, seed))
-    scores, ids = search(index, query, neighbour_count(params.evaluate.topk, len(gallery)))
+    k = neighbour_count(params.evaluate.topk, len(gallery) - all_vs_all)
+    scores, ids = search(index, query, k + all_vs_all)
+    if all_vs_all:
+        scores, ids = without_self(scores, ids, k)
     atomic_save_npz(paths.neighbours_file(loss, seed), {"ids": ids, "scores": scores})
     info = describe(index)
     return (

@@ -60,8 +60,9 @@ def train_encoder(
 
 
 def validation_set(
-    model: EmbeddingModel | HeadModel, splits: Splits, cache: FeatureCache | None, device
+    model: EmbeddingModel | HeadModel, splits: Splits, cache: FeatureCache | None, device, protocol: str
 ) -> ValidationSet | None:
+    """The val split as the trainer scores it (``evaluate.protocol``); None when it cannot rank (a warning says why)."""
     if splits.val.empty:
         return None
     problem = val_ranking_problem(splits.val)
@@ -69,7 +70,8 @@ def validation_set(
         warnings.warn(problem, UserWarning, stacklevel=2)
         return None
     encoder = eval_encoder(model, splits.images, splits.val["row"].to_numpy(), cache, device)
-    return ValidationSet(encoder, splits.val["label"].to_numpy(), (splits.val["role"] == "query").to_numpy())
+    is_query = (splits.val["role"] == "query").to_numpy()
+    return ValidationSet(encoder, splits.val["label"].to_numpy(), is_query, all_vs_all=protocol == "all_vs_all")
 
 
 def make_loss(spec: LossSpec, splits: Splits, device) -> torch.nn.Module:
@@ -97,7 +99,7 @@ def train_run(params: Params, spec: LossSpec, seed: int) -> str:
         model = build_run_model(params, spec, seed, device)
     num_features = cache.train.shape[-1] if cache is not None else model.backbone.num_features
     config = run_config(params, spec, seed, int(splits.train["label"].nunique()), num_features)
-    validation = validation_set(model, splits, cache, device)
+    validation = validation_set(model, splits, cache, device, params.evaluate.protocol)
     label = f"{name} seed {seed}"
 
     if not spec.trains:

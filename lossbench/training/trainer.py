@@ -31,6 +31,7 @@ from lossbench.core.io import atomic_torch_save
 from lossbench.data.sampler import PKSampler
 from lossbench.features.encoders import Encoder, encode_all
 from lossbench.metrics.ranking import evaluate_retrieval
+from lossbench.metrics.streaming import evaluate_streaming
 from lossbench.training import distributed
 from lossbench.training.early_stopping import EarlyStopping
 from lossbench.training.schedule import warmup_cosine
@@ -42,16 +43,21 @@ class EpochLogger(Protocol):
 
 @dataclass
 class ValidationSet:
-    """Validation rows with their labels; ``is_query`` marks queries, the rest is the gallery."""
+    """Validation rows with their labels; ``is_query`` marks queries, the rest is the gallery. ``all_vs_all``: every
+    row is a query against all the others instead (``evaluate.protocol``)."""
 
     encoder: Encoder
     labels: np.ndarray
     is_query: np.ndarray
+    all_vs_all: bool = False
 
     def evaluate(self, model: nn.Module, batch_size: int) -> dict[str, float]:
         emb = encode_all(model, self.encoder, batch_size)
-        q, g = self.is_query, ~self.is_query
-        result = evaluate_retrieval(emb[q], self.labels[q], emb[g], self.labels[g], topk=(1, 5, 10))
+        if self.all_vs_all:
+            result = evaluate_streaming(emb, self.labels, topk=(1, 5, 10), resamples=1).metrics
+        else:
+            q, g = self.is_query, ~self.is_query
+            result = evaluate_retrieval(emb[q], self.labels[q], emb[g], self.labels[g], topk=(1, 5, 10))
         return {f"val_{key}": float(result[key]) for key in ("top1", "top5", "mAP")}
 
 

@@ -42,7 +42,7 @@ class TrialData:
             model = build_run_head(spec, seed, self.cache.train.shape[-1], self.device)
         else:
             model = build_run_model(self.params, spec, seed, self.device)
-        validation = validation_set(model, self.splits, self.cache, self.device)
+        validation = validation_set(model, self.splits, self.cache, self.device, self.params.evaluate.protocol)
         if validation is None:
             raise LossbenchError("tuning needs a val split with queries and gallery; raise data.val_ids")
         loss_fn = make_loss(spec, self.splits, self.device)

@@ -42,7 +42,7 @@ item in the bootstrap exactly as in the query × gallery protocol.
 Cost (bench/evaluation_scale.py, 128-d, B = 2000, 1 thread): 10^4 × 10^4 in 4.3 s / 517 MB peak,
 10^5 × 10^5 in 292 s / 1.8 GB.
 
-Replicates. Weights are identity-bootstrap counts ``[B, Q]`` (``lossbench.stats.identity_weights``, by
+Replicates. Weights are identity-bootstrap counts ``[B, Q]`` (``lossbench.evaluation.bootstrap.identity_weights``, by
 query label, ``resamples`` and ``seed``; or given). Ranking replicates are ``weights @ values /
 weights.sum()`` over the scored queries, verification replicates weight every pair by its query.
 """
@@ -55,9 +55,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from lossbench.core.errors import LossbenchError
-
-CHALLENGE_WEIGHTS = {1: 600.0, 5: 300.0, 10: 100.0}
-"""600·top1 + 300·top5 + 100·top10 (0–1000 with top-k as fractions), as ``lossbench.metrics.ranking``."""
+from lossbench.metrics.catalogue import CHALLENGE_WEIGHTS, far_key
 
 CHUNK_BYTES = 48 * 2**20
 """Bytes of one block of query rows × gallery float32 similarities (working memory is about 6×)."""
@@ -65,14 +63,21 @@ CHUNK_BYTES = 48 * 2**20
 FINE_BINS = 2**16
 """Bins of the global score histograms over [-1, 1] (point ROC-AUC and EER)."""
 
-GROUP_BINS = 2**12
-"""Most bins of the per-group histograms (replicate ROC-AUC and EER); fewer when groups × bins > GROUP_CELLS."""
+GROUP_BINS = 2**12, 2**14
+"""Bins of the per-group histograms (replicate ROC-AUC and EER): at least the first (fewer only when groups × bins
+> GROUP_CELLS), up to the second while groups × bins ≤ ``SMALL_CELLS`` — a test set of few identities gets the
+finer grid at the same cost (B × groups × bins flops) as a larger one gets the coarser grid."""
+
+SMALL_CELLS = 2**22
 
 GROUP_CELLS = 2**25
 """Most cells of one per-group histogram (float64: 256 MB)."""
 
-TAIL_FACTOR, TAIL_MARGIN = 2.0, 64
-"""Impostors kept exactly: ⌈TAIL_FACTOR · max_far · impostor pairs⌉ + TAIL_MARGIN."""
+TAIL_FACTOR, TAIL_MARGIN = 2.0, 2**17
+"""Impostors kept exactly: ⌈TAIL_FACTOR · max_far · impostor pairs⌉ + TAIL_MARGIN. The margin (131,072 scores,
+about 2 MB with their genuine neighbours) keeps every replicate's TAR exact on test sets of up to that many
+impostor pairs, where a replicate's resampled identities can shift the operating point far from the unit-weight
+one; beyond, the factor covers the replicates (a replicate outside the tail is counted in ``bounds``)."""
 
 _REPLICATE_ELEMENTS = 2**21
 """Elements of one working array per block of replicates."""
@@ -473,11 +478,6 @@ class _TailRoc:
         return accepted_gen / genuine_total, accepted_imp, covered
 
 
-def far_key(far: float) -> str:
-    """Metric name of TAR at ``far``: ``tar_at_far_1e-03`` (as ``lossbench.metrics.verification``)."""
-    return f"tar_at_far_{far:.0e}"
-
-
 def _downsample(fpr: np.ndarray, max_points: int, min_fpr: float) -> np.ndarray:
     """Indices of at most ``max_points`` ROC points spread in linear and log FPR (as ``downsample_curve``)."""
     if fpr.size <= max_points:
@@ -619,7 +619,8 @@ def evaluate_streaming(
     n_impostor = q.shape[0] * n_gallery - n_genuine
     if n_genuine == 0 or n_impostor == 0:
         raise LossbenchError(f"verification needs genuine and impostor pairs, got {n_genuine} and {n_impostor}")
-    shift = int(np.log2(FINE_BINS // GROUP_BINS))
+    target = min(GROUP_BINS[1], max(GROUP_BINS[0], SMALL_CELLS // max(n_groups, 1)))
+    shift = int(np.ceil(np.log2(FINE_BINS / target)))
     while n_groups * (FINE_BINS >> shift) > GROUP_CELLS and (FINE_BINS >> shift) > 16:
         shift += 1
     tail_size = int(np.ceil(TAIL_FACTOR * max(fars) * n_impostor)) + TAIL_MARGIN
