@@ -209,3 +209,25 @@ def test_bad_inputs_give_clear_errors(clustered):
         search(build_index(gallery), queries, 0)
     with pytest.warns(UserWarning, match="not L2-normalised"):
         build_index(gallery * 3)
+
+
+def test_all_vs_all_neighbours_leave_each_item_out_and_match_the_exact_ranking():
+    """The index step's all-vs-all search (each item against the others) gives what the exact ranking gives."""
+    from lossbench.evaluation.evaluate import index_first_hits
+    from lossbench.index.build import without_self
+    from lossbench.metrics.streaming import evaluate_streaming, topk_values
+
+    rng = np.random.default_rng(3)
+    labels = np.repeat(np.arange(30), 4)
+    labels[-3:] = [100, 101, 102]  # singletons (and identity 29, left with one image): distractors only
+    items = rng.normal(size=(len(labels), 16)).astype(np.float32) + 1.5 * rng.normal(size=(103, 16))[labels]
+    items /= np.linalg.norm(items, axis=1, keepdims=True)
+    scores, ids = search(build_index(items, "Flat"), items, 11)
+    scores, ids = without_self(scores, ids, 10)
+    assert ids.shape == (len(items), 10) and not (ids == np.arange(len(items))[:, None]).any()
+    assert np.all(np.diff(scores, axis=1) <= 0)  # still ranked
+    exact = evaluate_streaming(items, labels, topk=(1, 5, 10), resamples=1)
+    first_hit = index_first_hits(ids[exact.scored], labels[exact.scored], labels)
+    assert exact.scored.sum() == len(labels) - 4
+    for key, values in topk_values(first_hit, (1, 5, 10)).items():
+        assert values.mean() == pytest.approx(exact.metrics[key], abs=1e-12), key
