@@ -5,21 +5,30 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
+import json
+import math
 import re
 import shutil
 import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from matplotlib.colors import to_rgb
 from PIL import Image
+from scipy.stats import t as scipy_t
 
 from lossbench.comparison import figures
+from lossbench.comparison.compare import detectability, settings_of, tuning_of
 from lossbench.comparison.figures import interval_bars, retrieval_grid, seed_curves, tsne_coordinates, tsne_plot
 from lossbench.comparison.tables import (
     Cell,
+    Detectable,
+    Resolve,
     Row,
     Study,
+    Tuning,
     format_diff,
     format_share,
     format_value,
@@ -30,7 +39,10 @@ from lossbench.comparison.tables import (
     to_markdown,
     write_tables,
 )
+from lossbench.comparison.verdicts import summarize
+from lossbench.config.params import parse_params
 from lossbench.core.errors import LossbenchError
+from lossbench.tuning.records import StudyRecord, TrialRow, write_record
 
 STUDY = Study(
     seeds=3, resamples=1000, confidence=0.95, headline_metric="score", index_factory="Flat", queries=120, identities=40
@@ -559,3 +571,123 @@ def test_retrieval_grid_frames_right_green_and_wrong_red(tmp_path):
         assert first_is_green == ok[0]
     with pytest.raises(LossbenchError, match="query 1 has 2 results"):
         retrieval_grid(queries, results, correct, [[0.9, 0.8, 0.7], [0.6]], tmp_path / "bad.png")
+
+
+# -- tuning and what the study can detect ------------------------------------------------------------
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def params_with(**tune):
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
+    raw["tune"].update(tune)
+    return parse_params(raw)
+
+
+TUNED = Tuning("arcface_center", trials=4, complete=3, pruned=1, best=0.5, median=0.3, retrained=0.41)
+
+
+def test_tuned_values_in_the_settings_options_and_the_sentence(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    params = params_with(trials=4, seeds=[100, 101])
+    arcface, baseline = params.resolve_loss("arcface"), params.resolve_loss("baseline")
+    with pytest.raises(LossbenchError, match="tune@arcface"):
+        settings_of(params, arcface)
+    values = {"train.lr": 0.02, "scale": 12.5}
+    write_record(StudyRecord("arcface", list(values), [TrialRow(0, "complete", 0.5, 3, values)], {"values": values}))
+    tuned, plain = settings_of(params, arcface), settings_of(params, baseline)
+    assert tuned["lr"] == 0.02 and plain["lr"] == params.resolve_loss("baseline").train.lr
+    assert tuned["options"] == "scale=12.5*, margin=0.3, weights_lr_mult=10, lr=0.02* (* tuned)"
+    assert plain["options"] == "—"
+    rows = make_rows()
+    rows[1] = dataclasses.replace(rows[1], settings=dict(rows[1].settings, lr=tuned["lr"], options=tuned["options"]))
+    study = dataclasses.replace(STUDY, tune_trials=4, tune_seeds=2)
+    text = to_markdown(rows, study)
+    headers, body = md_table(text)
+    assert body[1][headers.index("Options")] == tuned["options"] and body[1][headers.index("LR")] == "0.02"
+    sentence = "Tuned: 4 trials per loss on val (objective: val mAP, mean over 2 tuning seeds); * marks a tuned value."
+    assert sentence in text and "Hand-set" not in text
+    assert sentence in re.search(r"\\caption\{(.*)\}\n", to_latex(rows, study)).group(1)
+    hand = to_markdown(make_rows(), dataclasses.replace(STUDY, tune_trials=0))
+    assert "Hand-set values (tune.trials: 0).\n" in hand and "Tuned:" not in hand
+    assert "Hand-set values (tune.trials: 0)." in to_latex(make_rows(), dataclasses.replace(STUDY, tune_trials=0))
+    assert "Tuned:" not in to_markdown(make_rows(), STUDY) and "Hand-set" not in to_markdown(make_rows(), STUDY)
+
+
+def test_tuning_section_numbers_from_trials_and_train_summaries(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "metrics" / "tuning").mkdir(parents=True)
+    (tmp_path / "metrics" / "tuning" / "arcface_center.csv").write_text(
+        "number,state,objective,epochs,train.lr\n0,complete,0.2,3,0.01\n1,pruned,,1,0.001\n"
+        "2,complete,0.5,3,0.02\n3,complete,0.3,3,0.03\n"
+    )
+    for seed, value in ((0, 0.40), (1, 0.44), (2, 0.39)):
+        summary = tmp_path / "metrics" / "train" / "arcface_center" / f"seed{seed}" / "summary.json"
+        summary.parent.mkdir(parents=True)
+        summary.write_text(json.dumps({"monitor": "val_mAP", "best_val_mAP": value, "val_mAP": value, "val_top1": 0.9}))
+    found = tuning_of("arcface_center", "val_mAP", [0, 1, 2, 3])  # seed 3 has no summary: left out
+    assert dataclasses.replace(found, retrained=None) == dataclasses.replace(TUNED, retrained=None)
+    assert found.retrained == pytest.approx(0.41)
+    assert tuning_of("arcface_center", "val_mAP", [5]).retrained is None
+    with pytest.raises(LossbenchError, match="tune@cosface"):
+        tuning_of("cosface", "val_mAP", [0])
+    study = dataclasses.replace(STUDY, tune_trials=4, tuning=(found,))
+    text = to_markdown(make_rows(), study)
+    section = text[text.index("**What tuning found**") :]
+    assert "| Loss | Trials (complete / pruned) | Best val mAP | Median val mAP | Retrained val mAP |" in section
+    assert "| arcface_center | 4 (3 / 1) | 50.0 | 30.0 | 41.0 |" in section  # % with one decimal, as in the table
+    assert "val mAP in %" in section and "mean over the 3 training seeds" in section
+    records = {r["loss"]: r for r in csv.DictReader(io.StringIO(to_csv(make_rows(), study)))}
+    assert [records["arcface_center"][c] for c in ("tune_trials", "tune_complete", "tune_pruned")] == ["4", "3", "1"]
+    assert (
+        float(records["arcface_center"]["tune_best"]) == 0.5
+        and float(records["arcface_center"]["tune_retrained"]) == 0.41
+    )
+    assert records["clip"]["tune_trials"] == "" and "tune_best" not in to_csv(make_rows(), STUDY)
+    assert "What tuning found" not in to_markdown(make_rows(), STUDY)
+
+
+def test_detectable_differences_and_their_cost_in_the_markdown():
+    study = dataclasses.replace(
+        STUDY,
+        detectable=(Detectable("score", 62.14), Detectable("top1", 0.0532), Detectable("mAP", 0.04)),
+        resolve=Resolve("score", 20.0, seeds=28.3, identities_factor=3.21),
+    )
+    text = to_markdown(make_rows(), study)
+    assert (
+        "**What this study can detect**: the smallest difference between two losses found with 80% power at the 5% "
+        "level (paired, from the variances of this study's typical difference with the best): challenge score 62.1 "
+        "points, top-1 accuracy 5.3 percentage points, mAP 4.0 percentage points. To resolve 20.0 points of "
+        "challenge score: ≈ 29 seeds per loss at the current 40 test identities, or ≈ 3.2× the test identities "
+        "(≈ 129) at 3 seeds." in text
+    )
+    none = dataclasses.replace(study, resolve=Resolve("score", 20.0, seeds=None, identities_factor=None))
+    assert "no number of seeds at the current 40 test identities" in to_markdown(make_rows(), none)
+    assert "no number of test identities at 3 seeds" in to_markdown(make_rows(), none)
+    enough = dataclasses.replace(study, resolve=Resolve("score", 20.0, seeds=2.1, identities_factor=0.7))
+    assert "the current 3 seeds and 40 test identities suffice" in to_markdown(make_rows(), enough)
+    assert "What this study can detect" not in to_markdown(make_rows(), STUDY)
+
+
+def test_detectability_from_summarized_verdicts_meets_its_target():
+    """On a simulated study: the MDE is that of the median-SE difference, and at the seeds (or identities) the cost
+    helper names, the same multiplier times the rescaled SE equals the target difference."""
+    rng = np.random.default_rng(3)
+    shared = rng.normal(0, 8.0, 400)
+    point, reps = {}, {}
+    for name, mu in {"a": 500.0, "b": 480.0, "c": 470.0, "d": 460.0}.items():
+        point[name] = mu + rng.normal(0, 6.0, 3)  # seed spread; below: shared, loss-specific and per-run test effects
+        reps[name] = point[name][:, None] + shared + rng.normal(0, 4.0, (1, 400)) + rng.normal(0, 2.0, (3, 400))
+    verdicts = {key: summarize(point, reps, identities=50) for key in ("score", "top1")}  # the same for both keys
+    found, resolve = detectability(verdicts, confidence=0.95, seeds=3)
+    assert [d.metric for d in found] == ["score", "top1"]  # mAP has no verdicts here
+    typical = sorted((v for v in verdicts["score"].values() if not v.best), key=lambda v: v.se_diff)[1]
+    t = scipy_t.ppf(0.975, typical.dof_diff) + scipy_t.ppf(0.8, typical.dof_diff)
+    assert found[0].mde == pytest.approx(t * typical.se_diff, rel=1e-12)
+    assert found[0].mde > 20.0  # not resolved yet: both ways cost something
+    assert resolve.metric == "score" and resolve.delta == 20.0 and resolve.seeds > 3 and resolve.identities_factor > 1
+    at_seeds = t * math.sqrt(typical.diff_seed_var * 3 / resolve.seeds + typical.diff_test_var)
+    at_ids = t * math.sqrt(typical.diff_seed_var + typical.diff_test_var / resolve.identities_factor)
+    assert (at_seeds, at_ids) == pytest.approx((20.0, 20.0), rel=1e-9)
+    assert detectability(verdicts, confidence=0.95, seeds=1)[1] is None

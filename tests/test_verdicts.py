@@ -3,6 +3,7 @@ closed-form t quantile, hand-worked variance cases and seeded calibration simula
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from statistics import NormalDist
 
@@ -10,7 +11,14 @@ import numpy as np
 import pytest
 from scipy import stats as scipy_stats
 
-from lossbench.comparison.verdicts import few_events, summarize
+from lossbench.comparison.verdicts import (
+    detect_multiplier,
+    few_events,
+    mde,
+    resolve_cost,
+    summarize,
+    typical_difference,
+)
 from lossbench.evaluation.bootstrap import identity_weights, mean_replicates
 
 
@@ -51,7 +59,9 @@ def test_seed_only_intervals_equal_scipy_t_intervals():
     nu = se2**2 / ((a.var(ddof=1) / 3) ** 2 / 2 + (b.var(ddof=1) / 4) ** 2 / 3)
     half = scipy_stats.t.ppf(0.975, nu) * math.sqrt(se2)
     diff = b.mean() - a.mean()
-    assert out["a"].best and out["a"].diff == 0.0 and out["a"].tied
+    assert out["a"].best and out["a"].diff == 0.0 and out["a"].tied and out["a"].se_diff == 0.0
+    assert (out["b"].se_diff, out["b"].dof_diff) == pytest.approx((math.sqrt(se2), nu), rel=1e-10)
+    assert (out["b"].diff_seed_var, out["b"].diff_test_var) == pytest.approx((se2, 0.0), rel=1e-10)
     assert (out["b"].diff, out["b"].diff_low, out["b"].diff_high) == pytest.approx(
         (diff, diff - half, diff + half), rel=1e-10
     )
@@ -187,3 +197,51 @@ def test_calibration_planted_difference_is_found():
     found = np.mean([v["c"].best and not v["a"].tied for v in trials])
     assert found > 0.8, found
     assert np.mean([v["c"].p_first for v in trials]) > 0.9
+
+
+# ------------------------------------------------------------------------------------------------
+# what the study can detect
+
+
+def test_difference_variance_components_add_up_to_its_interval():
+    """With both sources present: se_diff² = seed term + test term, and the interval is ± t_ν·se_diff."""
+    out = _trial(8, {"a": 0.70, "b": 0.72, "c": 0.71})  # a trial where no test term is clipped at 0
+    for v in (out[n] for n in "abc" if not out[n].best):
+        assert v.diff_seed_var > 0 and v.diff_test_var > 0
+        assert v.se_diff**2 == pytest.approx(v.diff_seed_var + v.diff_test_var, rel=1e-12)
+        half = scipy_stats.t.ppf(0.975, v.dof_diff) * v.se_diff
+        assert (v.diff_low, v.diff_high) == pytest.approx((v.diff - half, v.diff + half), rel=1e-10)
+        assert 2.0 <= v.dof_diff <= 2 * (SEEDS - 1) + N_IDS - 1  # Welch–Satterthwaite: within its terms' sum
+
+
+def test_mde_hand_computed():
+    """(t_{ν,0.975} + t_{ν,0.8})·SE: normal quantiles 1.959964 + 0.841621 for ν = ∞; with ν = 2 the closed form
+    t_p = α·√(2 / (1 − α²)), α = 2p − 1: 4.302653 + 1.060660."""
+    assert mde(2.0, math.inf) == pytest.approx(2.0 * (1.959964 + 0.841621), abs=1e-5)
+    closed = lambda p: (2 * p - 1) * math.sqrt(2.0 / (1.0 - (2 * p - 1) ** 2))  # noqa: E731
+    assert mde(1.5, 2.0) == pytest.approx(1.5 * (closed(0.975) + closed(0.8)), rel=1e-9)
+    assert 1.5 * (closed(0.975) + closed(0.8)) == pytest.approx(1.5 * 5.363313, abs=1e-5)
+    assert detect_multiplier(math.inf, confidence=0.9, power=0.5) == pytest.approx(1.644854, abs=1e-6)
+    with pytest.raises(ValueError, match="power"):
+        mde(1.0, 5.0, power=1.0)
+
+
+def test_resolve_cost_hand_computed():
+    """Seed term 8 at S = 3, test term 4, multiplier 2: detecting 6 needs variance (6/2)² = 9, i.e.
+    3·8/(9 − 4) = 4.8 seeds at the current test set, or 4/(9 − 8) = 4× the identities at 3 seeds."""
+    cost = resolve_cost(6.0, seed_var=8.0, test_var=4.0, seeds=3, multiplier=2.0)
+    assert (cost.seeds, cost.identities_factor) == pytest.approx((4.8, 4.0))
+    partial = resolve_cost(5.0, seed_var=8.0, test_var=4.0, seeds=3, multiplier=2.0)  # needs 6.25 < 8
+    assert partial.seeds == pytest.approx(3 * 8 / 2.25) and partial.identities_factor is None
+    unreachable = resolve_cost(3.0, seed_var=8.0, test_var=4.0, seeds=3, multiplier=2.0)  # 2.25 < 4 < 8
+    assert unreachable.seeds is None and unreachable.identities_factor is None
+
+
+def test_typical_difference_is_the_median_se_among_the_others():
+    base = _trial(8, {"a": 0.70})["a"]
+    make = lambda se, best=False: dataclasses.replace(base, se_diff=se, best=best)  # noqa: E731
+    odd = {"best": make(0.0, best=True), "x": make(3.0), "y": make(1.0), "z": make(2.0)}
+    assert typical_difference(odd).se_diff == 2.0
+    even = {"best": make(0.0, best=True), "x": make(3.0), "y": make(1.0), "z": make(2.0), "w": make(4.0)}
+    assert typical_difference(even).se_diff == 2.0  # the lower median
+    assert typical_difference({"best": make(0.0, best=True)}) is None

@@ -1,28 +1,40 @@
 """The comparison of every configured loss over every training seed: verdicts with uncertainty.
 
 For each metric and loss: the mean over seeds, a 95% interval covering training randomness and test-identity
-sampling, the paired difference with the best loss, ties and rank stability (:mod:`lossbench.comparison.verdicts`). Writes
-``metrics/comparison.{md,csv,tex}``, the compact DVC metrics ``metrics/summary.json`` (per loss) and figures
-with uncertainty. Nothing here reads the headline ``loss`` (:mod:`lossbench.comparison.headline` does), so
-switching it redraws nothing.
+sampling, the paired difference with the best loss, ties and rank stability (:mod:`lossbench.comparison.verdicts`);
+the smallest difference the study can detect; each loss's values as its runs used them (tuned or hand-set) and, when
+tuned, what tuning found. Writes ``metrics/comparison.{md,csv,tex}``, the compact DVC metrics
+``metrics/summary.json`` (per loss) and figures with uncertainty (``tuning.png``: best so far per trial, when tuned).
+Nothing here reads the headline ``loss`` (:mod:`lossbench.comparison.headline` does), so switching it redraws nothing.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
-from lossbench.comparison.verdicts import Verdict, few_events, summarize
+from lossbench.comparison.verdicts import (
+    Verdict,
+    detect_multiplier,
+    few_events,
+    mde,
+    resolve_cost,
+    summarize,
+    typical_difference,
+)
 from lossbench.config.params import LossSpec, Params
 from lossbench.core import paths
 from lossbench.core.errors import LossbenchError
 from lossbench.core.io import atomic_write_json
 from lossbench.metrics import catalogue
 from lossbench.metrics.catalogue import HEADLINE_METRIC, metric_info, shown_in
+
+if TYPE_CHECKING:
+    from lossbench.comparison.tables import Detectable, Resolve, Tuning
 
 
 def metric_keys(params: Params) -> list[str]:
@@ -76,22 +88,79 @@ class Runs:
         }
 
 
-def settings_of(spec: LossSpec, seeds: list[int]) -> dict[str, Any]:
-    """The settings a row reports (the source projects' table: frozen, batch, epochs, weight decay, dropout)."""
-    epochs = []
-    for seed in seeds:
-        summary = paths.train_log_dir(spec.name, seed) / "summary.json"
-        if summary.is_file():
-            epochs.append(json.loads(summary.read_text(encoding="utf-8")).get("epochs_trained", 0))
+def settings_of(params: Params, spec: LossSpec) -> dict[str, Any]:
+    """The settings a row reports (the source projects' table: frozen, batch, epochs, weight decay, dropout), as the
+    runs used them: tuned values applied (``tune.trials > 0``), marked ``*`` in the options."""
+    from lossbench.tuning.apply import options_text, tuned_spec
+
+    used = tuned_spec(params, spec)
+    epochs = [summary.get("epochs_trained", 0) for summary in _train_summaries(spec.name, params.seeds)]
     return {
-        "frozen": bool(spec.model.freeze or not spec.trains),
-        "batch_size": spec.train.ids_per_batch * spec.train.images_per_id,
+        "frozen": bool(used.model.freeze or not used.trains),
+        "batch_size": used.train.ids_per_batch * used.train.images_per_id,
         "epochs": float(np.mean(epochs)) if epochs else 0.0,
-        "lr": spec.train.lr,
-        "weight_decay": spec.train.weight_decay,
-        "dropout": spec.model.dropout,
-        "options": ", ".join(f"{k}={v}" for k, v in spec.options.items()) or "—",
+        "lr": used.train.lr,
+        "weight_decay": used.train.weight_decay,
+        "dropout": used.model.dropout,
+        "options": options_text(params, spec),
     }
+
+
+def _train_summaries(loss: str, seeds: list[int]) -> list[dict[str, Any]]:
+    """The train stage's ``summary.json`` of each seed that has one."""
+    files = [paths.train_log_dir(loss, seed) / "summary.json" for seed in seeds]
+    return [json.loads(f.read_text(encoding="utf-8")) for f in files if f.is_file()]
+
+
+def tuning_of(loss: str, monitor: str, seeds: list[int]) -> Tuning:
+    """What the study of ``loss`` found (``metrics/tuning/<loss>.csv``) next to the retrained runs' mean kept-epoch
+    ``monitor`` value (``metrics/train/<loss>/seed<seed>/summary.json``; None without any)."""
+    from lossbench.comparison.tables import Tuning
+    from lossbench.tuning.figures import forgiveness, read_trials
+    from lossbench.tuning.records import trials_file
+
+    csv = trials_file(loss)
+    if not csv.is_file():
+        raise LossbenchError(f"{csv} not found: tune the loss first (`dvc repro tune@{loss}`)")
+    found = forgiveness(csv)
+    pruned = int((read_trials(csv)["state"] == "pruned").sum())
+    values = [float(s[monitor]) for s in _train_summaries(loss, seeds) if monitor in s]
+    return Tuning(
+        loss=loss,
+        trials=int(found["trials"]),
+        complete=int(found["complete"]),
+        pruned=pruned,
+        best=found["best"],
+        median=found["median"],
+        retrained=float(np.mean(values)) if values else None,
+    )
+
+
+RESOLVE = ("score", 20.0)
+"""The difference whose cost comparison.md states: 20 points of score (stored units)."""
+
+
+def detectability(
+    verdicts: dict[str, dict[str, Verdict]], confidence: float, seeds: int, power: float = 0.8
+) -> tuple[tuple[Detectable, ...], Resolve | None]:
+    """The minimum detectable paired difference of each headline metric (the catalogue's ``summary`` ones) and what
+    resolving :data:`RESOLVE` would cost, both from the study's typical difference with the best
+    (:func:`~lossbench.comparison.verdicts.typical_difference`); t quantiles at its Welch–Satterthwaite degrees of
+    freedom, as the tie intervals use. No cost with one seed (no seed variance to scale)."""
+    from lossbench.comparison.tables import Detectable, Resolve
+
+    found, resolve = [], None
+    for key in shown_in("summary"):
+        typical = typical_difference(verdicts[key]) if key in verdicts else None
+        if typical is None:
+            continue
+        found.append(Detectable(key, mde(typical.se_diff, typical.dof_diff, confidence, power), power))
+        metric, delta = RESOLVE
+        if key == metric and seeds > 1:
+            multiplier = detect_multiplier(typical.dof_diff, confidence, power)
+            cost = resolve_cost(delta, typical.diff_seed_var, typical.diff_test_var, seeds, multiplier)
+            resolve = Resolve(metric, delta, cost.seeds, cost.identities_factor)
+    return tuple(found), resolve
 
 
 def compare(params: Params) -> str:
@@ -120,8 +189,12 @@ def compare(params: Params) -> str:
                 diff_high=None if v.best else v.diff_high,
                 p_first=v.p_first,
             )
-        rows.append(Row(loss=loss, settings=settings_of(specs[loss], params.seeds), cells=cells))
+        rows.append(Row(loss=loss, settings=settings_of(params, specs[loss]), cells=cells))
     first = next(iter(runs.metrics.values()))[0]
+    tune = params.tune
+    trained = [loss for loss in params.losses if specs[loss].trains]
+    tuning = tuple(tuning_of(loss, specs[loss].train.monitor, params.seeds) for loss in trained) if tune.trials else ()
+    detectable, resolve = detectability(verdicts, params.stats.confidence, len(params.seeds))
     study = Study(
         seeds=len(params.seeds),
         resamples=params.stats.resamples,
@@ -130,6 +203,12 @@ def compare(params: Params) -> str:
         index_factory=params.index.factory,
         queries=int(first["num_queries"]),
         identities=int(first["num_identities"]),
+        tune_trials=tune.trials,
+        tune_seeds=len(tune.seeds),
+        monitor=params.train.monitor,
+        tuning=tuning,
+        detectable=detectable,
+        resolve=resolve,
     )
     write_tables(rows, study, paths.COMPARISON)
     _write_summary(params, verdicts)
@@ -137,6 +216,12 @@ def compare(params: Params) -> str:
     best = next(loss for loss, v in headline.items() if v.best)
     curves = _read_test_curves(params)
     _figures(params, rows, curves, best)
+    if tuning:
+        from lossbench.tuning.figures import best_so_far_plot
+        from lossbench.tuning.records import trials_file
+
+        label = f"val {metric_info(params.train.monitor.removeprefix('val_')).header}"
+        best_so_far_plot([trials_file(loss) for loss in trained], paths.FIGURES / "comparison" / "tuning.png", label)
     _plot_tables(params, curves)
     print(to_markdown(rows, study))
     tied = [loss for loss, v in headline.items() if v.tied and not v.best]

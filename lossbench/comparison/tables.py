@@ -13,7 +13,10 @@ Rendering rules, the same in every format that shows them:
 * **bold** marks the best loss of a metric *and every loss tied with it*; a flagged cell (too few events
   behind it) carries a ``†`` and is never bold;
 * settings identical for every loss leave the table for one "All losses: ..." line; varying ones stay;
-* ``index_*`` metrics (what the FAISS index returns) are shown only when they differ from the exact ones.
+* ``index_*`` metrics (what the FAISS index returns) are shown only when they differ from the exact ones;
+* under the table, when the :class:`Study` has them: how the values were chosen (tuned on val or hand-set), the
+  smallest difference the study detects per headline metric and what resolving a given one would cost, and what
+  tuning found per loss (in the objective's units, formatted like the table).
 
 The LaTeX table needs ``\\usepackage{booktabs}`` and ``\\usepackage{tabularx}`` (for the per-loss settings
 under the metrics) and fits a one-column article page (345pt) with loss names up to about 20 characters.
@@ -75,6 +78,44 @@ class Study:
     index_factory: str  # faiss.index_factory string, e.g. "Flat"
     queries: int  # test queries
     identities: int  # test identities (the bootstrap's unit)
+    tune_trials: int | None = None  # tune.trials (0: hand-set values; None: not stated)
+    tune_seeds: int = 1  # training seeds per trial (the objective is their mean)
+    monitor: str = "val_mAP"  # the tuning objective (train.monitor)
+    tuning: tuple[Tuning, ...] = ()  # what tuning found, per trained loss
+    detectable: tuple[Detectable, ...] = ()  # smallest detectable difference per headline metric
+    resolve: Resolve | None = None  # what resolving a given difference would cost
+
+
+@dataclass(frozen=True)
+class Tuning:
+    """One loss's study on the val split (values are the objective's, e.g. val mAP as a fraction)."""
+
+    loss: str
+    trials: int
+    complete: int
+    pruned: int
+    best: float  # best objective over the complete trials (selected on val: optimistic)
+    median: float  # median over the complete trials (forgiveness: a small gap to the best = a forgiving loss)
+    retrained: float | None  # mean over the training seeds of the kept epoch's val value, tuned values applied
+
+
+@dataclass(frozen=True)
+class Detectable:
+    """The smallest paired difference of ``metric`` the study detects (80% power, 5% level), stored units."""
+
+    metric: str
+    mde: float
+    power: float = 0.8
+
+
+@dataclass(frozen=True)
+class Resolve:
+    """What detecting a difference ``delta`` of ``metric`` (stored units) would cost, each change alone."""
+
+    metric: str
+    delta: float
+    seeds: float | None  # seeds per loss at the current test set (None: the test term alone is too large)
+    identities_factor: float | None  # × the test identities at the current seeds (None: the seed term is too large)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -383,6 +424,93 @@ def _units_sentence(metrics: Sequence[Metric]) -> str:
     return text[:1].upper() + text[1:] + "." if text else ""
 
 
+def _values_sentence(study: Study) -> str:
+    """How each loss's values were chosen: tuned on val (how) or hand-set; empty when not stated."""
+    if study.tune_trials is None:
+        return ""
+    if study.tune_trials == 0:
+        return "Hand-set values (tune.trials: 0)."
+    seeds = f"{study.tune_seeds} tuning seed{'s' * (study.tune_seeds != 1)}"
+    return (
+        f"Tuned: {study.tune_trials} trials per loss on val (objective: {_monitor_label(study)}, mean over {seeds}); "
+        f"* marks a tuned value."
+    )
+
+
+def _monitor_metric(study: Study) -> Metric:
+    return metric_info(study.monitor.removeprefix("val_"))
+
+
+def _monitor_label(study: Study) -> str:
+    return f"val {_monitor_metric(study).header}"
+
+
+def _points(metric: Metric) -> str:
+    return "percentage points" if metric.kind == "rate" else "points"
+
+
+def _detect_text(study: Study) -> str:
+    """What the study can detect and what resolving a given difference would cost; empty without the numbers."""
+    if not study.detectable:
+        return ""
+    power = _pct(study.detectable[0].power)
+    found = ", ".join(
+        f"{m.label} {format_value(m, d.mde)} {_points(m)}" for d in study.detectable for m in [metric_info(d.metric)]
+    )
+    text = (
+        f"**What this study can detect**: the smallest difference between two losses found with {power} power at the "
+        f"{_pct(1.0 - study.confidence)} level (paired, from the variances of this study's typical difference with "
+        f"the best): {found}."
+    )
+    r = study.resolve
+    if r is not None:
+        m = metric_info(r.metric)
+        s, n = study.seeds, study.identities
+        head = f"To resolve {format_value(m, r.delta)} {_points(m)} of {m.label}"
+        if r.seeds is not None and r.identities_factor is not None and r.seeds <= s and r.identities_factor <= 1.0:
+            text += f" {head}: the current {s} seeds and {n} test identities suffice."
+        else:
+            by_seeds = (
+                f"≈ {math.ceil(r.seeds)} seeds per loss at the current {n} test identities"
+                if r.seeds is not None
+                else f"no number of seeds at the current {n} test identities (test sampling alone is too noisy)"
+            )
+            by_ids = (
+                f"≈ {r.identities_factor:.1f}× the test identities (≈ {math.ceil(r.identities_factor * n)}) at {s} seeds"
+                if r.identities_factor is not None
+                else f"no number of test identities at {s} seeds (the seed term alone is too large)"
+            )
+            text += f" {head}: {by_seeds}, or {by_ids}."
+    return text
+
+
+def _md_tuning(study: Study) -> str:
+    """The tuning section: per loss, trials, the best and median objective and the retrained seeds' value."""
+    if not study.tuning:
+        return ""
+    metric, label = _monitor_metric(study), _monitor_label(study)
+    lines = [
+        "**What tuning found** (val split; best so far per trial: figures/comparison/tuning.png):",
+        "",
+        f"| Loss | Trials (complete / pruned) | Best {label} | Median {label} | Retrained {label} |",
+        "| :--- | ---: | ---: | ---: | ---: |",
+    ]
+    for t in study.tuning:
+        best, median = (format_value(metric, t.best), format_value(metric, t.median)) if t.complete else ("–", "–")
+        retrained = "–" if t.retrained is None else format_value(metric, t.retrained)
+        lines.append(
+            f"| {_md_escape(t.loss)} | {t.trials} ({t.complete} / {t.pruned}) | {best} | {median} | {retrained} |"
+        )
+    unit = " in %" if metric.kind == "rate" else ""
+    lines += [
+        "",
+        f"- {label}{unit}. Best: the best complete trial's objective, selected on val (optimistic). Median: over the "
+        f"complete trials (a small gap to the best: a forgiving loss). Retrained: mean over the {study.seeds} "
+        f"training seeds of the kept epoch's {label}, trained with the tuned values.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
 # --------------------------------------------------------------------------------------------------
 # Markdown
 
@@ -426,6 +554,8 @@ def to_markdown(rows: Sequence[Row], study: Study) -> str:
     out = "\n".join(lines) + "\n\n"
     if layout.settings.constant:
         out += f"All losses: {_md_escape(_constant_line(layout.settings))}.\n"
+    if values := _values_sentence(study):
+        out += _md_escape(values) + "\n"
     if layout.index_keys:
         out += _index_sentence(layout, study) + "\n"
     conf = _pct(study.confidence)
@@ -448,15 +578,20 @@ def to_markdown(rows: Sequence[Row], study: Study) -> str:
         )
     if any(s.key == "epochs" for s in layout.settings.varying):
         legend.append("Epochs: epochs trained (early stopping), mean over seeds.")
-    return out + "\n" + "\n".join(f"- {line}" for line in legend) + "\n"
+    out += "\n" + "\n".join(f"- {line}" for line in legend) + "\n"
+    sections = [text for text in (_detect_text(study), _md_tuning(study)) if text]
+    return out + "".join(f"\n{text.rstrip()}\n" for text in sections)
 
 
 # --------------------------------------------------------------------------------------------------
 # CSV
 
 
+TUNING_COLUMNS = ("tune_trials", "tune_complete", "tune_pruned", "tune_best", "tune_median", "tune_retrained")
+
+
 def csv_columns(rows: Sequence[Row], study: Study) -> list[str]:
-    """The CSV header: loss, the settings, then per metric ``<m>``, ``_low``, ``_high``, ``_best``,
+    """The CSV header: loss, the settings, the tuning numbers (:data:`TUNING_COLUMNS`, when tuned), then per metric ``<m>``, ``_low``, ``_high``, ``_best``,
     ``_tied``, ``_flagged`` and, when some row has them, ``_diff``, ``_diff_low``, ``_diff_high``,
     ``_p_first``. Every metric given is written, index ones included."""
     keys = validate(rows, study)
@@ -465,7 +600,7 @@ def csv_columns(rows: Sequence[Row], study: Study) -> list[str]:
             [s.key for s in SETTINGS if any(s.key in r.settings for r in rows)] + [k for r in rows for k in r.settings]
         )
     )
-    columns = ["loss", *settings]
+    columns = ["loss", *settings, *(TUNING_COLUMNS if study.tuning else ())]
     for key in keys:
         columns += [key, f"{key}_low", f"{key}_high", f"{key}_best", f"{key}_tied", f"{key}_flagged"]
         present = [r.cells[key] for r in rows if key in r.cells]
@@ -483,8 +618,12 @@ def to_csv(rows: Sequence[Row], study: Study) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(columns)
+    tuning = {t.loss: t for t in study.tuning}
     for row in rows:
         record: dict[str, object] = {"loss": row.loss, **row.settings}
+        if t := tuning.get(row.loss):
+            numbers = (t.trials, t.complete, t.pruned, t.best, t.median, t.retrained)
+            record.update(zip(TUNING_COLUMNS, numbers))
         for key, cell in row.cells.items():
             record.update(
                 {
@@ -557,6 +696,7 @@ def _latex_caption(layout: _Layout, study: Study, shown: list[Metric], flagged: 
         parts.append(f"{FLAG}: too few events to be ranked, never bold.")
     if layout.settings.constant:
         parts.append(f"All losses: {_constant_line(layout.settings)}.")
+    parts.append(_values_sentence(study))
     if layout.index_keys:
         parts.append(
             _index_sentence(layout, study)

@@ -36,6 +36,13 @@ with replacement (the same seed indices for every loss when seeds are paired) �
 seed-averaged value; exact ties share the resample. It is descriptive (with S = 3 a seed resample has ten
 distinct outcomes); ``tied`` is the calibrated statement.
 
+*What the study can detect.* :func:`mde` is the minimum detectable effect of a paired difference, with power
+``power`` at level 1 − ``confidence`` (two-sided): (t_{ν, 1−α/2} + t_{ν, power})·SE_diff, with Student's t at the
+Welch–Satterthwaite ν of the difference, as the tie intervals use. :func:`typical_difference` picks the study's
+typical difference of a metric (the median SE_diff over the losses other than the best) and :func:`resolve_cost`
+what resolving a given difference would take: the seed term of the difference's variance scales as 1/S, the
+test-sampling term as 1/n_identities, each changed alone.
+
 *Few events.* A TAR@FAR value resting on fewer than ``min_events`` impostor pairs above its threshold
 (``impostors_above`` of the bootstrap module, :func:`few_events`) is flagged, not ranked.
 """
@@ -77,6 +84,10 @@ class Verdict:
     p_first: float  # share of joint resamples where this loss ranks first
     seeds: int  # S
     test_sampling_only: bool  # S == 1: no seed variance, the intervals cover test sampling only
+    se_diff: float = 0.0  # standard error of the paired difference (0 for the best)
+    dof_diff: float = math.inf  # its Welch–Satterthwaite degrees of freedom
+    diff_seed_var: float = 0.0  # the seed term of the difference's variance (∝ 1/S)
+    diff_test_var: float = 0.0  # its test-sampling term (∝ 1/n_identities)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -176,6 +187,8 @@ def summarize(
         s = p[n].size
         test_var = scale * max(_cross_cov(x[n], x[n]), 0.0)
         low, high, se, dof = _interval(means[n], [(seed_var(p[n]), s)], test_var, test_dof, confidence)
+        diff_seed = diff_test_var = se_diff = 0.0
+        dof_diff = math.inf
         if n == best:
             diff = diff_low = diff_high = 0.0
         else:
@@ -187,7 +200,9 @@ def summarize(
             else:
                 seed_terms = [(seed_var(p[n]), s), (seed_var(p[best]), p[best].size)]
                 diff_test = _cross_cov(x[n], x[n]) + _cross_cov(x[best], x[best]) - 2.0 * _cross_cov(x[n], x[best])
-            diff_low, diff_high, _, _ = _interval(diff, seed_terms, scale * max(diff_test, 0.0), test_dof, confidence)
+            diff_test_var = scale * max(diff_test, 0.0)
+            diff_seed = sum(v for v, size in seed_terms if size > 1)
+            diff_low, diff_high, se_diff, dof_diff = _interval(diff, seed_terms, diff_test_var, test_dof, confidence)
         out[n] = Verdict(
             mean=means[n],
             low=low,
@@ -202,5 +217,51 @@ def summarize(
             p_first=float(p_first[k]),
             seeds=s,
             test_sampling_only=s == 1,
+            se_diff=se_diff,
+            dof_diff=dof_diff,
+            diff_seed_var=diff_seed,
+            diff_test_var=diff_test_var,
         )
     return out
+
+
+# --------------------------------------------------------------------------------------------------
+# What the study can detect
+
+
+def detect_multiplier(dof: float, confidence: float = 0.95, power: float = 0.8) -> float:
+    """t_{ν, (1+confidence)/2} + t_{ν, power}: the minimum detectable effect in standard errors."""
+    if not (0.0 < confidence < 1.0 and 0.0 < power < 1.0):
+        raise ValueError(f"confidence and power must be in (0, 1), got {confidence} and {power}")
+    return float(student_t.ppf(0.5 + confidence / 2.0, dof) + student_t.ppf(power, dof))
+
+
+def mde(se_diff: float, dof: float, confidence: float = 0.95, power: float = 0.8) -> float:
+    """Smallest paired difference detected with probability ``power`` at level 1 − ``confidence`` (two-sided)."""
+    return detect_multiplier(dof, confidence, power) * se_diff
+
+
+def typical_difference(verdicts: Mapping[str, Verdict]) -> Verdict | None:
+    """The verdict with the median ``se_diff`` among the losses other than the best (the lower median for an even
+    count); None when only the best exists."""
+    others = sorted((v for v in verdicts.values() if not v.best), key=lambda v: v.se_diff)
+    return others[(len(others) - 1) // 2] if others else None
+
+
+@dataclass(frozen=True)
+class ResolveCost:
+    """What detecting ``delta`` would take, each change alone (None: not reachable that way)."""
+
+    seeds: float | None  # seeds per loss at the current test set
+    identities_factor: float | None  # test identities as a multiple of the current ones, at the current seeds
+
+
+def resolve_cost(delta: float, seed_var: float, test_var: float, seeds: int, multiplier: float) -> ResolveCost:
+    """Seeds, or test identities, needed for a paired difference of ``delta`` to be detected: its variance must fall
+    to (delta / multiplier)², from ``seed_var`` (the seed term at ``seeds`` seeds, ∝ 1/S) + ``test_var`` (the
+    test-sampling term at the current identities, ∝ 1/n). ``multiplier``: :func:`detect_multiplier` at the current
+    degrees of freedom (conservative: more seeds or identities raise them)."""
+    target = (delta / multiplier) ** 2
+    more_seeds = seeds * seed_var / (target - test_var) if target > test_var else None
+    more_ids = test_var / (target - seed_var) if target > seed_var else None
+    return ResolveCost(more_seeds, more_ids)
