@@ -19,15 +19,12 @@ from lossbench.models.weights import weights_record
 def main() -> str:
     params = load_params()
     specs = params.loss_specs()
+    dims = {s.model.embed_dim for s in specs if s.trains} or {params.model.embed_dim}
+    check_factory(params.index.factory, dims, params.index.train_size)  # from the params alone
     _, manifest = load_processed(paths.PROCESSED)
     check_batches_fit(manifest, [(s.name, s.train.ids_per_batch) for s in specs if s.trains])
     report = json.loads(paths.DATA_REPORT.read_text(encoding="utf-8"))
-    check_factory(
-        params.index.factory,
-        {s.model.embed_dim for s in specs if s.trains} or {params.model.embed_dim},
-        params.index.train_size,
-        gallery_size=int(report["images_per_role"]["test"]["gallery"]),
-    )
+    check_factory(params.index.factory, dims, None, gallery_size=int(report["images_per_role"]["test"]["gallery"]))
     record = weights_record([params.model, *(spec.model for spec in specs)])
     atomic_write_json(paths.WEIGHTS_RECORD, record)
     return f"{sum(len(files) for files in record.values())} weights file(s) recorded in {paths.WEIGHTS_RECORD}"

@@ -29,7 +29,7 @@ from lossbench.config.params import Params, parse_params
 from lossbench.core.errors import LossbenchError
 from lossbench.core.io import atomic_write_text
 
-PRESETS_DIR = Path(__file__).resolve().parents[1] / "presets"
+PRESETS_DIR = Path(__file__).resolve().parents[2] / "presets"
 _PLAIN = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]*")
 _KEYWORDS = {"true", "false", "null", "nan", "inf"}
 
