@@ -1,10 +1,9 @@
 """Pipeline overhead in a temporary copy of the project (a fresh git + DVC repository).
 
 1. the full ``dvc repro`` (wall time, and each stage's own time from its summary line);
-2. ``dvc repro`` with nothing changed (median of 3; only the always-changed ``weights`` stage runs, and
-   finds its record unchanged);
+2. ``dvc repro`` with nothing changed (median of 3; no stage runs: DVC's own cost of checking the pipeline);
 3. ``dvc exp run -S loss=<another loss>`` after the full run (which stages re-ran, wall time);
-4. peak memory of ``embed@<headline loss>-<first seed>`` (``embed_run``)
+4. peak memory of embedding the headline loss's first seed (``embed_run``, what ``embed@<loss>`` does per seed)
    for the default test gallery and for galleries 10× and 100× larger (gallery rows duplicated into a
    larger processed array): peak RSS and peak anonymous RSS (RSS minus file-backed pages such as the
    read-only image memmap). The anonymous peak must not grow with the gallery: embeddings go straight
@@ -61,7 +60,7 @@ EMBED = (
     "import sys; from lossbench.config.params import load_params; from lossbench.embedding.extract import embed_run; "
     "print(embed_run(load_params(), sys.argv[1], int(sys.argv[2])))"
 )
-"""The stage ``embed@<loss>-<seed>`` in-process (its memory is what step 4 measures)."""
+"""One seed of the stage ``embed@<loss>`` in-process (its memory is what step 4 measures)."""
 SUMMARY = re.compile(r"^lossbench (\S+): .*\((\d+(?:\.\d+)?)s\)$")
 
 
@@ -233,7 +232,7 @@ def main() -> None:
             ],
         )
     )
-    by_kind: dict[str, float] = {}  # train@arcface-0, embed@triplet-1, ... -> train, embed
+    by_kind: dict[str, float] = {}  # train@arcface-0, embed@triplet, ... -> train, embed
     for stage, seconds in per_stage:
         by_kind[stage.split("@")[0]] = by_kind.get(stage.split("@")[0], 0.0) + seconds
     print()

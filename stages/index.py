@@ -1,18 +1,19 @@
-"""Stage ``index@<loss>-<seed>``: the run's FAISS index (``index.*``) over its test gallery, searched with its
-test queries. Writes data/index/<loss>/seed<seed>/ (the index, for search, and the neighbours it returned). No torch.
+"""Stage ``index@<loss>``: the FAISS index (``index.*``) of every run of one loss over its test gallery, searched
+with its test queries. Writes data/index/<loss>/seed<seed>/ (the index, for search, and the neighbours it
+returned). No torch.
 """
 
 from lossbench.config.params import load_params
 from lossbench.core.runtime import set_threads
-from lossbench.core.stage import run_arguments, run_stage
+from lossbench.core.stage import loss_argument, run_stage
 from lossbench.index.build import index_run
 
 
 def main() -> str:
-    loss, seed = run_arguments("index")
+    loss = loss_argument("index")
     params = load_params()
     set_threads(params.threads)
-    return index_run(params, loss, seed)
+    return "; ".join(index_run(params, loss, seed) for seed in params.seeds)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ over N processes (docs/experiments.md, *Distributed training*); rank 0 writes.
 from lossbench.config.params import load_params
 from lossbench.core.runtime import set_threads
 from lossbench.core.stage import run_arguments, run_stage
+from lossbench.models.weights import verify_weights
 from lossbench.training import distributed
 from lossbench.training.train import train_run
 from lossbench.tuning.apply import tuned_spec
@@ -18,6 +19,7 @@ def main() -> str:
     loss, seed = run_arguments("train")
     params = load_params()
     set_threads(params.threads)
+    verify_weights([params.resolve_loss(loss).model])
     with distributed.session() as rank:
         summary = train_run(params, tuned_spec(params, params.resolve_loss(loss)), seed)
     return summary if rank == 0 else f"{summary} (rank {rank}: rank 0 writes)"

@@ -1,23 +1,21 @@
 """Stage ``tune@<loss>``: tune one loss on the val split (lossbench/tuning) and write metrics/tuning/<loss>.csv
 (every trial) and data/tuning/<loss>/best.json (the values its runs train with)."""
 
-import sys
-
 import optuna
 
 from lossbench.config.params import load_params
 from lossbench.core.runtime import set_threads
-from lossbench.core.stage import run_stage
+from lossbench.core.stage import loss_argument, run_stage
+from lossbench.models.weights import verify_weights
 from lossbench.tuning.records import best_file, trials_file, write_record
 from lossbench.tuning.study import tune_loss
 
 
 def main() -> str:
-    if len(sys.argv) != 2:
-        raise SystemExit("usage: python -m stages.tune <loss>")
-    name = sys.argv[1]
+    name = loss_argument("tune")
     params = load_params()
     set_threads(params.threads)
+    verify_weights([params.resolve_loss(name).model])
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     record = tune_loss(params, name)
     write_record(record)

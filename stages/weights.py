@@ -1,7 +1,8 @@
 """Stage ``weights``: data/weights.json — the content hash of every pretrained weights file the params read.
 
-It runs in every `dvc repro` / `dvc exp run` (always changed) right after preprocess, so it also refuses, before
-any training, what would otherwise fail only later: batches larger than the train split, and an ``index.factory``
+It runs right after preprocess whenever its params, the processed data or its code change (the stages that load
+the weights check the files against this record, see ``lossbench.models.weights.verify_weights``), so it also
+refuses, before any training, what would otherwise fail only later: batches larger than the train split, and an ``index.factory``
 that cannot index the trained embedding sizes, its ``index.train_size`` or the test gallery preprocess recorded."""
 
 import json

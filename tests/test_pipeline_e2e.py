@@ -35,11 +35,13 @@ def dvc(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProces
 
 LOSSES = ("baseline", "arcface", "triplet")
 STEPS = ("train", "embed", "index", "evaluate")
-"""The per-run stages, in pipeline order."""
+"""The stages of the runs, in pipeline order: ``train@<loss>-<seed>`` per run, the others per loss (all seeds)."""
 
 
 def run_stages(losses=LOSSES, seeds=(0, 1), steps=STEPS) -> set[str]:
-    return {f"{step}@{loss}-{seed}" for step in steps for loss in losses for seed in seeds}
+    """The stages of ``steps`` that cover the runs of ``losses`` x ``seeds``."""
+    per_run = {f"{step}@{loss}-{seed}" for step in steps if step == "train" for loss in losses for seed in seeds}
+    return per_run | {f"{step}@{loss}" for step in steps if step != "train" for loss in losses}
 
 
 def ran_stages(output: str) -> set[str]:
@@ -96,7 +98,7 @@ def test_repro_runs_every_stage_and_writes_every_artifact(repo, reproduced):
     assert headline["score_low"] <= headline["score"] <= headline["score_high"]
     summary = json.loads((repo / "metrics/summary.json").read_text())
     assert set(summary) == set(LOSSES) and any(v["tied_with_best"] for v in summary.values())
-    assert dvc("status", cwd=repo).stdout.count("changed") <= 2  # only the always-run `weights` stage
+    assert "up to date" in dvc("status", cwd=repo).stdout
 
 
 def test_plots_overlay_the_losses(repo, reproduced):
@@ -134,8 +136,8 @@ def test_a_dvc_remote_shares_results_and_experiments_with_another_clone(repo, sh
     clone = shared / "clone"
     run(["git", "clone", "-q", "-b", "main", str(shared / "origin.git"), str(clone)], shared)
     dvc("pull", cwd=clone)
-    assert ran_stages(dvc("repro", cwd=clone).stdout) == {"weights"}  # always run: it only re-hashes the weights
-    assert (clone / "models/arcface/seed0").is_dir() and dvc("status", cwd=clone).stdout.count("changed") <= 2
+    assert ran_stages(dvc("repro", cwd=clone).stdout) == set()
+    assert (clone / "models/arcface/seed0").is_dir() and "up to date" in dvc("status", cwd=clone).stdout
 
     dvc("exp", "run", "-n", "headline-triplet", "-S", "loss=triplet", cwd=repo)
     dvc("exp", "push", "origin", "headline-triplet", cwd=repo)
@@ -160,8 +162,8 @@ def test_the_run_cache_through_a_remote_spares_a_coordinator_every_run(repo, sha
     result = dvc("repro", "--pull", cwd=coordinator)  # pulls the run cache and the outputs it points to
     ran = ran_stages(result.stdout)
     assert not ran & run_stages(), ran  # no run trains: each is restored from the pulled run cache
-    # always run, persistent or git-tracked outputs: DVC keeps no run cache for those stages (all cheap)
-    assert ran <= {"weights", "preprocess", "featurize", "compare", "headline"}, ran
+    # persistent or git-tracked outputs: DVC keeps no run cache for those stages (cheap, or the committed tuning)
+    assert ran <= {"weights", "preprocess", "featurize", "compare", "headline"} | {f"tune@{loss}" for loss in LOSSES}
     for loss in LOSSES:
         assert f"Stage 'train@{loss}-0' is cached - skipping run" in result.stdout
     for name in ("metrics/metrics.json", "metrics/runs/arcface/seed1.json"):
@@ -172,7 +174,7 @@ def test_switching_the_headline_runs_no_training_and_shows_in_metrics_diff(repo,
     before = json.loads((repo / "metrics/metrics.json").read_text())
     result = dvc("exp", "run", "-S", "loss=triplet", cwd=repo)
     ran = ran_stages(result.stdout) | restored_stages(result.stdout)  # submit ran for triplet in the remote test
-    assert ran == {"weights", "headline", "submit"}, ran  # weights only re-hashes; only these two read `loss`
+    assert ran == {"headline", "submit"}, ran  # only these two read `loss`
     after = json.loads((repo / "metrics/metrics.json").read_text())
     summary = json.loads((repo / "metrics/summary.json").read_text())
     assert after["loss"] == "triplet" and after["score"] == summary["triplet"]["score"]
@@ -200,13 +202,19 @@ def restore(repo: Path) -> None:
 @pytest.mark.parametrize(
     ("overrides", "expected"),
     [
-        # a loss option: that loss's tuning and runs, the comparison and the headline row (summary.json changed);
-        # no featurize, no other loss
-        (("losses.triplet.margin=0.3",), {"tune@triplet"} | run_stages(("triplet",)) | {"compare", "headline"}),
-        (("++losses.triplet.train.lr=0.01",), {"tune@triplet"} | run_stages(("triplet",)) | {"compare", "headline"}),
-        # an index setting (quoted: a bare comma is a sweep to DVC): indexing onward, no training, no embedding
-        # (the headline row holds exact metrics only: unchanged, so not re-written)
-        (("index.factory='IVF2,Flat'",), run_stages(steps=("index", "evaluate")) | {"compare"}),
+        # a loss option: the checks (they read `losses`), that loss's tuning and runs, the comparison and the
+        # headline row (summary.json changed); no featurize, no other loss
+        (
+            ("losses.triplet.margin=0.3",),
+            {"weights", "tune@triplet"} | run_stages(("triplet",)) | {"compare", "headline"},
+        ),
+        (
+            ("++losses.triplet.train.lr=0.01",),
+            {"weights", "tune@triplet"} | run_stages(("triplet",)) | {"compare", "headline"},
+        ),
+        # an index setting (quoted: a bare comma is a sweep to DVC): the checks, indexing onward, no training, no
+        # embedding (the headline row holds exact metrics only: unchanged, so not re-written)
+        (("index.factory='IVF2,Flat'",), {"weights"} | run_stages(steps=("index", "evaluate")) | {"compare"}),
         # an evaluation setting: evaluation and comparison (the headline row reads none of the TAR columns)
         (("evaluate.far=[0.01]",), run_stages(steps=("evaluate",)) | {"compare"}),
         # figures only: the comparison (its summary.json unchanged, so not the headline)
@@ -215,7 +223,7 @@ def restore(repo: Path) -> None:
     ids=["loss-option", "loss-train-override", "index", "far", "tsne"],
 )
 def test_a_change_reruns_exactly_what_depends_on_it(repo, reproduced, overrides, expected):
-    assert exp_ran(repo, *overrides) == {"weights"} | expected
+    assert exp_ran(repo, *overrides) == expected
 
 
 @pytest.mark.parametrize(
@@ -234,7 +242,7 @@ def test_a_code_edit_reruns_exactly_the_stages_that_import_it(repo, reproduced, 
         ran = ran_stages(dvc("repro", cwd=repo).stdout)
     finally:
         restore(repo)
-    assert ran == {"weights"} | expected
+    assert ran == expected
 
 
 def test_tuning_runs_each_loss_search_once_and_drives_its_runs(repo, reproduced):
@@ -242,11 +250,11 @@ def test_tuning_runs_each_loss_search_once_and_drives_its_runs(repo, reproduced)
     trained = ("arcface", "triplet")
     ran = exp_ran(repo, "tune.trials=2")
     tuned_runs = run_stages(trained) | run_stages(("baseline",), steps=("train",))  # baseline: same model, stops
-    assert ran == {"weights", "compare", "headline", "submit"} | {f"tune@{loss}" for loss in LOSSES} | tuned_runs
+    assert ran == {"compare", "headline", "submit"} | {f"tune@{loss}" for loss in LOSSES} | tuned_runs
 
 
-def test_a_no_op_repro_runs_only_the_weights_check(repo, reproduced):
-    assert ran_stages(dvc("repro", cwd=repo).stdout) == {"weights"}
+def test_a_no_op_repro_runs_nothing(repo, reproduced):
+    assert ran_stages(dvc("repro", cwd=repo).stdout) == set()
 
 
 def test_an_index_the_test_gallery_cannot_hold_is_refused_before_any_training(repo, reproduced):
@@ -259,10 +267,11 @@ def test_an_index_the_test_gallery_cannot_hold_is_refused_before_any_training(re
     assert not ran_stages(result.stdout) - {"weights"}
 
 
-def test_a_new_seed_runs_only_that_seeds_stages(repo, reproduced):
+def test_a_new_seed_trains_only_that_seed(repo, reproduced):
     result = dvc("exp", "run", "-S", "seeds=[0,1,2]", cwd=repo)
     ran = ran_stages(result.stdout)
-    assert ran == {"weights"} | run_stages(seeds=(2,)) | {"compare", "headline", "submit"}, ran
+    expected = run_stages(seeds=(2,), steps=("train",)) | run_stages(steps=("embed", "index", "evaluate"))
+    assert ran == expected | {"compare", "headline", "submit"}, ran
     assert json.loads((repo / "metrics/metrics.json").read_text())["seeds"] == 3
 
 
@@ -281,3 +290,24 @@ def test_unknown_headline_loss_fails_with_the_configured_list(repo, reproduced):
     result = dvc("exp", "run", "-S", "loss=nope", cwd=repo, check=False)
     assert result.returncode != 0
     assert "is not one of the configured losses: baseline, arcface, triplet" in result.stdout + result.stderr
+
+
+def test_the_readme_own_data_commands_run_in_a_fresh_clone(repo, reproduced, tmp_path):
+    """README, *Your own data*, in a fresh clone of the study (no DVC cache, nothing reproduced): check the folder,
+    `dvc add` it, run the study on it. The committed dvc.lock names cached outputs the clone does not have; the
+    experiment must not need them."""
+    clone = tmp_path / "clone"
+    run(["git", "clone", "-q", str(repo), str(clone)], tmp_path)
+    faces = clone / "data" / "faces"
+    for identity in sorted(p for p in (repo / "data" / "synthetic").iterdir() if p.is_dir()):
+        (faces / identity.name).mkdir(parents=True)
+        for image in sorted(identity.glob("*/*.png")):  # one folder per identity, no domain sub-folders
+            shutil.copy(image, faces / identity.name / f"{image.parent.name}_{image.name}")
+    checked = run([sys.executable, "-m", "lossbench", "check-data", str(faces)], clone)
+    assert "no problems found" in checked.stdout, checked.stdout
+    dvc("add", "data/faces", cwd=clone)
+    result = dvc("exp", "run", "-S", "data.original=data/faces", "-S", "data.query_domain=null", cwd=clone)
+    assert {"preprocess", "compare", "headline"} <= ran_stages(result.stdout)
+    report = json.loads((clone / "metrics/data.json").read_text())
+    assert report["classes"] == 16 and report["images"] == sum(1 for _ in faces.glob("*/*.png"))
+    assert json.loads((clone / "metrics/metrics.json").read_text())["loss"] == "arcface"

@@ -23,7 +23,7 @@ from lossbench.config.params import load_params, parse_params
 from lossbench.core.errors import LossbenchError
 from lossbench.data.store import DIGEST_FILE, IMAGES_FILE, MANIFEST_FILE, file_digest
 from lossbench.tuning import study as study_module
-from lossbench.tuning.apply import options_text, tuned_spec
+from lossbench.tuning.apply import lr_text, options_text, tuned_spec
 from lossbench.tuning.figures import best_so_far_plot, forgiveness
 from lossbench.tuning.records import StudyRecord, TrialRow, best_file, trials_csv, write_record
 from lossbench.tuning.study import tune_loss
@@ -218,9 +218,11 @@ def test_tuned_values_drive_the_runs(tmp_path):
         assert best_file("arcface").is_file()
         tuned = tuned_spec(params, spec)
         assert (tuned.train.lr, tuned.options["scale"], tuned.options["margin"]) == (0.02, 12.5, 0.3)
-        assert options_text(params, spec) == "scale=12.5*, margin=0.3, weights_lr_mult=10, lr=0.02* (* tuned)"
+        assert options_text(params, spec) == "scale=12.5*, margin=0.3, weights_lr_mult=10"
+        assert lr_text(params, spec) == "0.02*"
         untuned = parse_params(raw_params(trials=0))
         assert tuned_spec(untuned, untuned.resolve_loss("arcface")) == untuned.resolve_loss("arcface")
+        assert lr_text(untuned, untuned.resolve_loss("arcface")) == untuned.train.lr  # a float: the settings line
 
 
 def test_best_so_far_plot_and_forgiveness(tmp_path):

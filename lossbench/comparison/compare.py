@@ -90,8 +90,8 @@ class Runs:
 
 def settings_of(params: Params, spec: LossSpec) -> dict[str, Any]:
     """The settings a row reports (the source projects' table: frozen, batch, epochs, weight decay, dropout), as the
-    runs used them: tuned values applied (``tune.trials > 0``), marked ``*`` in the options."""
-    from lossbench.tuning.apply import options_text, tuned_spec
+    runs used them: tuned values applied (``tune.trials > 0``) and marked ``*``."""
+    from lossbench.tuning.apply import lr_text, options_text, tuned_spec
 
     used = tuned_spec(params, spec)
     epochs = [summary.get("epochs_trained", 0) for summary in _train_summaries(spec.name, params.seeds)]
@@ -99,7 +99,7 @@ def settings_of(params: Params, spec: LossSpec) -> dict[str, Any]:
         "frozen": bool(used.model.freeze or not used.trains),
         "batch_size": used.train.ids_per_batch * used.train.images_per_id,
         "epochs": float(np.mean(epochs)) if epochs else 0.0,
-        "lr": used.train.lr,
+        "lr": lr_text(params, spec),
         "weight_decay": used.train.weight_decay,
         "dropout": used.model.dropout,
         "options": options_text(params, spec),

@@ -37,6 +37,13 @@ def run_stage(name: str, main: Callable[[], str | None]) -> None:
     print(f"lossbench {name}: {summary or 'done'} ({elapsed:.1f}s)")
 
 
+def loss_argument(stage: str) -> str:
+    """The loss a per-loss stage is called with (``python -m stages.<stage> <loss>``)."""
+    if len(sys.argv) != 2:
+        raise SystemExit(f"usage: python -m stages.{stage} <loss>")
+    return sys.argv[1]
+
+
 def run_arguments(stage: str) -> tuple[str, int]:
     """The loss and training seed a per-run stage is called with (``python -m stages.<stage> <loss> <seed>``)."""
     if len(sys.argv) != 3 or not sys.argv[2].isdigit():

@@ -13,6 +13,7 @@ from typing import Any
 
 from lossbench.config.params import LossSpec, Params
 from lossbench.core.errors import LossbenchError
+from lossbench.metrics.catalogue import compact
 from lossbench.tuning.records import best_file, read_best
 
 
@@ -35,14 +36,19 @@ def tuned_spec(params: Params, spec: LossSpec) -> LossSpec:
 
 
 def options_text(params: Params, spec: LossSpec) -> str:
-    """The Options column of the comparison: every option and, when tuned, ``lr``; tuned values marked ``*``."""
+    """The Options column of the comparison: every option of the loss, tuned values marked ``*`` (the learning
+    rate has its own column, :func:`lr_text`)."""
     tuned = tuned_values(params, spec)
     resolved = spec.with_values(tuned)
-    items = [(key, value, key in tuned) for key, value in resolved.options.items()]
-    if "train.lr" in tuned:
-        items.append(("lr", resolved.train.lr, True))
-    text = ", ".join(
-        f"{key}={value:.3g}{'*' * star}" if isinstance(value, float) else f"{key}={value}{'*' * star}"
-        for key, value, star in items
-    )
-    return (text + (" (* tuned)" if tuned else "")) or "—"
+    items = [
+        (f"{key}={value:.3g}" if isinstance(value, float) else f"{key}={value}") + ("*" if key in tuned else "")
+        for key, value in resolved.options.items()
+    ]
+    return ", ".join(items) or "—"
+
+
+def lr_text(params: Params, spec: LossSpec) -> str | float:
+    """The learning rate a loss's runs train with: the float when it is params.yaml's, ``"7.31e-3*"`` when tuned."""
+    tuned = tuned_values(params, spec)
+    lr = spec.with_values(tuned).train.lr
+    return f"{compact(float(f'{lr:.3g}'))}*" if "train.lr" in tuned else lr
