@@ -207,7 +207,7 @@ def test_unknown_and_mistyped_loss_options():
     with pytest.raises(
         LossbenchError,
         match=r"unknown key 'losses.triplet.marg'. Did you mean 'margin'\? "
-        r"Allowed keys: margin, mining, type, model, train\.",
+        r"Allowed keys: margin, mining, type, model, train, tune\.",
     ):
         parse_params(with_change("losses.triplet.marg", 0.3))
     with pytest.raises(LossbenchError, match=r"unknown key 'losses.arcface.traim'. Did you mean 'train'\?"):

@@ -42,9 +42,14 @@ def inside(path: Path):
         os.chdir(old)
 
 
-def raw_params(**tune) -> dict:
+def raw_params(pin=None, space=None, **tune) -> dict:
+    """params.yaml with ``tune`` keys replaced and per-loss ``pin`` / ``space`` (loss -> value) set in
+    ``losses.<loss>.tune``."""
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
     raw["tune"].update(tune)
+    for section, by_loss in (("pin", pin or {}), ("space", space or {})):
+        for loss, value in by_loss.items():
+            raw["losses"].setdefault(loss, {}).setdefault("tune", {})[section] = value
     return raw
 
 
@@ -193,17 +198,27 @@ def test_space_ends_fit_the_option_schemas():
 @pytest.mark.parametrize(
     ("tune", "message"),
     [
-        ({"pin": {"arcfase": ["margin"]}}, "no loss 'arcfase'"),
         ({"pin": {"arcface": ["margn"]}}, "not tunable"),
         ({"space": {"arcface": {"margin": [0.5, 0.1]}}}, "low < high"),
-        ({"space": {"arcface": {"scale": [0.0, 10.0]}}}, "tune.space.arcface.scale[0]"),
-        ({"space": {"triplet": {"mining": ["semihard", "hardest"]}}}, "tune.space.triplet.mining[1]"),
+        ({"space": {"arcface": {"scale": [0.0, 10.0]}}}, "losses.arcface.tune.space.scale[0]"),
+        ({"space": {"triplet": {"mining": ["semihard", "hardest"]}}}, "losses.triplet.tune.space.mining[1]"),
         ({"pin": {"arcface": ["margin"]}, "space": {"arcface": {"margin": [0.1, 0.2]}}}, "also pinned"),
     ],
 )
 def test_tune_section_errors_name_the_key(tune, message):
     with pytest.raises(LossbenchError, match=message.replace("[", r"\[").replace("]", r"\]")):
         parse_params(raw_params(**tune))
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [({"pins": ["margin"]}, "unknown key 'losses.arcface.tune.pins'"), ("margin", "must be a mapping")],
+)
+def test_a_loss_tune_entry_takes_only_pin_and_space(entry, message):
+    raw = raw_params()
+    raw["losses"]["arcface"]["tune"] = entry
+    with pytest.raises(LossbenchError, match=message):
+        parse_params(raw)
 
 
 def test_tuned_values_drive_the_runs(tmp_path):

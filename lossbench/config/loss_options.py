@@ -8,8 +8,8 @@ every option of every configured loss (`lossbench.config.schema` validates them,
 Each schema also declares its search space, `space`: the tunable options with their range (:class:`Range`, log scale
 for scales, temperatures and learning rates) or choices (:class:`Choice`), so a new loss brings its space with it.
 The ranges start from *A Metric Learning Reality Check* (Musgrave et al. 2020). Every loss that trains is also
-tuned on the head's learning rate (:data:`TRAIN_SPACE`). :func:`search_space` applies params.yaml's `tune.pin`
-and `tune.space` to it.
+tuned on the head's learning rate (:data:`TRAIN_SPACE`). :func:`search_space` applies params.yaml's
+`losses.<loss>.tune.pin` and `losses.<loss>.tune.space` to it.
 """
 
 from __future__ import annotations
@@ -135,7 +135,7 @@ class TripletOptions(LossOptions):
     margin: float = field(ge=0)
     mining: Mining
 
-    # batch_hard and none are valid too; add them with tune.space (triplet: {mining: [...]}) to search them
+    # batch_hard and none are valid too; add them with losses.triplet.tune.space ({mining: [...]}) to search them
     space: ClassVar[dict[str, Dimension]] = {"margin": Range(0.0, 2.0), "mining": Choice(("semihard", "hard", "all"))}
 
 
@@ -273,24 +273,25 @@ def search_space(
 ) -> dict[str, Dimension]:
     """The space tuned for loss entry ``name`` (of type ``loss_type``): :func:`full_space` without the ``pin``ned
     settings, with ``overrides`` (setting → [low, high] for a range, the list of choices for a choice) replacing
-    ranges. Every end and choice is checked against the setting's schema; errors name ``tune.pin`` / ``tune.space``."""
+    ranges. Every end and choice is checked against the setting's schema; errors name ``losses.<name>.tune.pin`` /
+    ``losses.<name>.tune.space``."""
     space = full_space(loss_type)
-    where = f"tune.pin.{name}"
+    where = f"losses.{name}.tune.pin"
     if not isinstance(pin, (list, tuple)) or not all(isinstance(key, str) for key in pin):
         raise LossbenchError(f"params: '{where}' = {pin!r} must be a list of the loss's tunable settings.")
     overrides = {} if overrides is None else overrides
     if not isinstance(overrides, Mapping):
-        raise LossbenchError(f"params: 'tune.space.{name}' = {overrides!r} must be a mapping setting → range.")
+        raise LossbenchError(f"params: 'losses.{name}.tune.space' = {overrides!r} must be a mapping setting → range.")
     for key in [*pin, *overrides]:
         if key not in space:
             raise LossbenchError(
-                f"params: 'tune' names {key!r} for loss {name!r}, which is not tunable; tunable: "
+                f"params: 'losses.{name}.tune' names {key!r}, which is not tunable; tunable: "
                 f"{', '.join(space) or 'none (the loss does not train)'}."
             )
     for key, bounds in overrides.items():
-        where = f"tune.space.{name}.{key}"
+        where = f"losses.{name}.tune.space.{key}"
         if key in pin:
-            raise LossbenchError(f"params: '{where}': {key!r} is also pinned (tune.pin.{name}); keep one.")
+            raise LossbenchError(f"params: '{where}': {key!r} is also pinned (losses.{name}.tune.pin); keep one.")
         dim = space[key]
         shape = "[low, high]" if isinstance(dim, Range) else "a non-empty list of choices"
         if not isinstance(bounds, (list, tuple)) or not bounds or (isinstance(dim, Range) and len(bounds) != 2):

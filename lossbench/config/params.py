@@ -26,7 +26,7 @@ from lossbench.core.errors import LossbenchError
 BACKBONE_FAMILIES = ("timm", "open_clip", "hybrid")
 Monitor = Literal["val_top1", "val_top5", "val_mAP"]
 MONITORS: tuple[str, ...] = typing.get_args(Monitor)
-LOSS_ENTRY_KEYS = ("type", "model", "train")
+LOSS_ENTRY_KEYS = ("type", "model", "train", "tune")
 """Keys of a ``losses.<name>`` entry besides the loss's options."""
 
 
@@ -178,8 +178,6 @@ class TuneConfig:
     startup_trials: int = field(ge=1)
     pruner: PrunerConfig
     storage: str | None
-    pin: dict[str, Any]
-    space: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -191,6 +189,8 @@ class LossSpec:
     options: dict[str, Any]
     model: ModelConfig
     train: TrainConfig
+    pin: tuple[str, ...] = ()  # losses.<name>.tune.pin: settings kept at their params.yaml value, never tuned
+    space: dict[str, Any] = dataclasses.field(default_factory=dict)  # losses.<name>.tune.space: replaced ranges
 
     @property
     def trains(self) -> bool:
@@ -264,15 +264,41 @@ class Params:
             )
         model = _override(self.model, entry.pop("model", None), f"{key}.model")
         train = _override(self.train, entry.pop("train", None), f"{key}.train")
+        pin, space = _tuning_entry(name, loss_type, entry.pop("tune", None))
         options = build_options(loss_type, entry, key, extra_keys=LOSS_ENTRY_KEYS)
         try:
             options.check_setup(model.backbone)
         except LossbenchError as exc:
             raise LossbenchError(f"params: '{key}': {exc}") from None
-        return LossSpec(name=name, type=loss_type, options=dataclasses.asdict(options), model=model, train=train)
+        return LossSpec(
+            name=name,
+            type=loss_type,
+            options=dataclasses.asdict(options),
+            model=model,
+            train=train,
+            pin=pin,
+            space=space,
+        )
 
     def loss_specs(self) -> list[LossSpec]:
         return [self.resolve_loss(name) for name in self.losses]
+
+
+def _tuning_entry(name: str, loss_type: str, entry: Any) -> tuple[tuple[str, ...], dict[str, Any]]:
+    """``losses.<name>.tune``: ``pin`` (settings never tuned) and ``space`` (setting → replaced range), both
+    optional, checked against the loss's search space."""
+    from lossbench.config.loss_options import search_space
+
+    key = f"losses.{name}.tune"
+    entry = {} if entry is None else entry
+    if not isinstance(entry, Mapping):
+        raise LossbenchError(f"params: '{key}' = {entry!r} must be a mapping with 'pin' and/or 'space'.")
+    unknown = set(entry) - {"pin", "space"}
+    if unknown:
+        raise LossbenchError(f"params: unknown key '{key}.{sorted(unknown)[0]}'; allowed: pin, space.")
+    pin, space = entry.get("pin") or [], entry.get("space") or {}
+    search_space(name, loss_type, pin, space)  # validates both, errors naming the key
+    return tuple(pin), dict(space)
 
 
 def _override(base: Any, overrides: Any, key: str) -> Any:
@@ -304,23 +330,8 @@ def parse_params(raw: Any) -> Params:
             f"params: headline 'loss' = {params.loss!r} is not one of the configured losses: "
             f"{', '.join(params.losses)}. Use e.g. `dvc exp run -S loss={next(iter(params.losses))}`."
         )
-    specs = params.loss_specs()  # every entry: its options, its model/train overrides and their fit
-    _check_tune(params.tune, {spec.name: spec.type for spec in specs})
+    params.loss_specs()  # every entry: its options, its model/train/tune overrides and their fit
     return params
-
-
-def _check_tune(tune: TuneConfig, types: Mapping[str, str]) -> None:
-    """``tune.pin`` and ``tune.space`` name configured losses and tunable settings, with valid ranges."""
-    from lossbench.config.loss_options import search_space
-
-    for section in ("pin", "space"):
-        for name in getattr(tune, section):
-            if name not in types:
-                raise LossbenchError(
-                    f"params: 'tune.{section}.{name}': no loss {name!r} is configured; configured: {', '.join(types)}."
-                )
-    for name, loss_type in types.items():
-        search_space(name, loss_type, tune.pin.get(name, ()), tune.space.get(name))
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:

@@ -2,7 +2,7 @@
 
 A loss that trains uses the values of ``data/tuning/<loss>/best.json`` whenever ``tune.trials > 0`` (the file must
 then exist: ``dvc repro tune@<loss>``); with ``tune.trials: 0`` every run uses params.yaml's values. A pinned
-setting (``tune.pin.<loss>``) is never tuned, so its params.yaml value (also one set with ``-S``) always holds; for
+setting (``losses.<loss>.tune.pin``) is never tuned, so its params.yaml value (also one set with ``-S``) always holds; for
 every other tunable setting the tuned value wins over params.yaml's. A run's checkpoint config records the values
 it trained with.
 """
@@ -26,7 +26,7 @@ def tuned_values(params: Params, spec: LossSpec) -> dict[str, Any]:
             f"tune.trials = {params.tune.trials} but {best_file(spec.name)} is missing: tune the loss first "
             f"(`dvc repro tune@{spec.name}`) or use the hand-set values (`-S tune.trials=0`)."
         )
-    pinned = set(params.tune.pin.get(spec.name, ()))
+    pinned = set(spec.pin)
     return {key: value for key, value in read_best(spec.name)["values"].items() if key not in pinned}
 
 

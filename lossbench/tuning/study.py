@@ -49,7 +49,7 @@ STATES = {
 
 def loss_space(params: Params, spec: LossSpec) -> dict[str, Dimension]:
     """The settings tuned for ``spec`` (empty: nothing to tune)."""
-    return search_space(spec.name, spec.type, params.tune.pin.get(spec.name, ()), params.tune.space.get(spec.name))
+    return search_space(spec.name, spec.type, spec.pin, spec.space)
 
 
 def trial_spec(params: Params, spec: LossSpec) -> LossSpec:
@@ -75,7 +75,7 @@ def _space_record(space: dict[str, Dimension]) -> dict[str, Any]:
 def study_name(params: Params, spec: LossSpec, space: dict[str, Dimension]) -> str:
     """The study's name in a shared storage: the loss and a hash of what its trials depend on (not the budget: raising
     tune.trials extends the study)."""
-    tune = dataclasses.asdict(params.tune) | {"trials": None, "storage": None, "pin": None, "space": None}
+    tune = dataclasses.asdict(params.tune) | {"trials": None, "storage": None}
     key = {"spec": spec.as_dict(), "space": _space_record(space), "tune": tune, "seed": params.seed}
     return f"lossbench-{spec.name}-{config_hash(key)}"
 
@@ -133,7 +133,7 @@ def tune_loss(params: Params, name: str) -> StudyRecord:
     if params.tune.trials == 0:
         return untuned(params, spec, "tune.trials is 0: the values in params.yaml are used")
     if not space:
-        return untuned(params, spec, "every tunable setting is pinned (tune.pin)")
+        return untuned(params, spec, f"every tunable setting is pinned (losses.{spec.name}.tune.pin)")
     base = trial_spec(params, spec)
     tune = params.tune
     study = optuna.create_study(
@@ -165,7 +165,9 @@ def study_record(spec: LossSpec, space: dict[str, Dimension], study: optuna.Stud
     rows = [_row(t, settings) for t in trials if t.state.is_finished()]
     complete = [row for row in rows if row.state == "complete"]
     if not complete:
-        raise LossbenchError(f"no trial of {spec.name!r} completed ({len(rows)} pruned or failed); widen tune.space")
+        raise LossbenchError(
+            f"no trial of {spec.name!r} completed ({len(rows)} pruned or failed); widen losses.{spec.name}.tune.space"
+        )
     best = max(complete, key=lambda row: (row.objective, -row.number))
     return StudyRecord(
         spec.name,
