@@ -15,7 +15,7 @@ from sklearn.metrics import roc_auc_score, roc_curve
 
 from lossbench.core.errors import LossbenchError
 from lossbench.evaluation import bootstrap as stats
-from lossbench.metrics.ranking import evaluate_retrieval, l2_normalize, per_query_values
+from lossbench.metrics.ranking import cosine_scores, evaluate_retrieval, l2_normalize, per_query_values
 from lossbench.metrics.streaming import evaluate_streaming, group_weights, topk_values
 from lossbench.metrics.verification import evaluate_verification, roc_points, tar_at_far
 
@@ -43,7 +43,7 @@ def _split(seed: int, n_query: int = 240, n_gallery: int = 330, classes: int = 4
 
 
 def _scores(query, gallery) -> np.ndarray:
-    return l2_normalize(query) @ l2_normalize(gallery).T
+    return cosine_scores(l2_normalize(query), l2_normalize(gallery), slice(0, len(query)))
 
 
 def _reference(seed: int) -> dict:

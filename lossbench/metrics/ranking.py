@@ -2,6 +2,9 @@
 
 Every query is ranked against the whole gallery by cosine similarity (float32, chunked over queries so
 memory stays bounded); equal similarities are ordered by gallery index, so rankings are deterministic.
+Similarities come from ``cosine_scores``, whose matrix products have a fixed shape and offset, so no
+result depends on the chunk size (BLAS rounds one dot product differently inside differently shaped
+products, which would reorder ties).
 Definitions follow "A Metric Learning Reality Check" (Musgrave et al., 2020) and torchreid:
 
 - top-k: share of queries with at least one same-label gallery item among the first k.
@@ -25,6 +28,9 @@ from lossbench.metrics.catalogue import CHALLENGE_WEIGHTS, topk_key
 
 _CHUNK_BYTES = 256 * 2**20
 """Working-memory budget of one query chunk (all temporaries of its query × gallery block)."""
+
+SCORE_BLOCK = 16
+"""Query rows per matrix product, at offsets that are multiples of it (see ``cosine_scores``)."""
 
 
 def as_embeddings(array: np.ndarray, name: str) -> np.ndarray:
@@ -63,12 +69,35 @@ def cosine_similarity_chunks(
     """Yield ``(query_slice, similarities)`` for blocks of queries against the whole gallery."""
     q, g = l2_normalize(query), l2_normalize(gallery)
     if chunk is None:
-        chunk = max(1, _CHUNK_BYTES // (bytes_per_cell * g.shape[0]))
+        chunk = chunk_rows(_CHUNK_BYTES // bytes_per_cell, g.shape[0])
     if chunk < 1:
         raise LossbenchError(f"chunk must be a positive number of queries, got {chunk}")
     for start in range(0, q.shape[0], chunk):
         rows = slice(start, min(start + chunk, q.shape[0]))
-        yield rows, q[rows] @ g.T
+        yield rows, cosine_scores(q, g, rows)
+
+
+def chunk_rows(cells: int, n_gallery: int) -> int:
+    """Query rows per chunk for a budget of ``cells`` similarities: whole score blocks when they fit."""
+    rows = max(1, int(cells) // max(1, n_gallery))
+    return rows - rows % SCORE_BLOCK if rows >= SCORE_BLOCK else rows
+
+
+def cosine_scores(query: np.ndarray, gallery: np.ndarray, rows: slice) -> np.ndarray:
+    """Similarities of the normalised ``query[rows]`` to the normalised gallery, float32.
+
+    Every product covers the ``SCORE_BLOCK`` rows from a multiple of ``SCORE_BLOCK`` (the last block may be
+    short), so a score is the same whichever chunk asks for it; a chunk that cuts a block computes the
+    whole block and keeps its rows (only chunks smaller than a block do that).
+    """
+    start, stop = rows.start, min(rows.stop, query.shape[0])
+    first = start - start % SCORE_BLOCK
+    out = np.empty((stop - start, gallery.shape[0]), dtype=np.float32)
+    for block in range(first, stop, SCORE_BLOCK):
+        sim = query[block : block + SCORE_BLOCK] @ gallery.T
+        lo, hi = max(block, start), min(block + SCORE_BLOCK, stop)
+        out[lo - start : hi - start] = sim[lo - block : hi - block]
+    return out
 
 
 def _top_k_order(sim: np.ndarray, k: int) -> np.ndarray:
@@ -241,15 +270,23 @@ def evaluate_retrieval(
             "they are excluded from the retrieval metrics",
             stacklevel=2,
         )
-    query, q_codes, n_relevant = query[valid], q_codes[valid], n_relevant[valid]
+    q_codes, n_relevant = q_codes[valid], n_relevant[valid]
+    scored_position = np.cumsum(valid) - 1  # a scored query's row among the scored queries
 
     max_k = ks[-1]
-    first_hit = np.empty(query.shape[0], dtype=np.int64)
-    ap = np.empty(query.shape[0], dtype=np.float64)
-    ap_at_r = np.empty(query.shape[0], dtype=np.float64)
-    hits_at_r = np.empty(query.shape[0], dtype=np.int64)
+    n_scored = int(valid.sum())
+    first_hit = np.empty(n_scored, dtype=np.int64)
+    ap = np.empty(n_scored, dtype=np.float64)
+    ap_at_r = np.empty(n_scored, dtype=np.float64)
+    hits_at_r = np.empty(n_scored, dtype=np.int64)
     relevant = _Relevant(q_codes, g_codes, n_relevant)
-    for rows, sim in cosine_similarity_chunks(query, gallery, chunk, bytes_per_cell=64):
+    for all_rows, all_sim in cosine_similarity_chunks(query, gallery, chunk, bytes_per_cell=64):
+        keep = valid[all_rows]
+        if not keep.any():
+            continue
+        sim = all_sim[keep]  # every query is scored in the same blocks, so its similarities do not depend on the others
+        first = int(scored_position[all_rows.start + int(np.argmax(keep))])
+        rows = slice(first, first + len(sim))
         pair_query, items = relevant.pairs(rows)
         r = n_relevant[rows]
         # each query's relevant ranks in ascending order: hit number k (1-based) sits at rank[k - 1]
@@ -268,7 +305,7 @@ def evaluate_retrieval(
     values.update({"mAP": ap, "map_at_r": ap_at_r, "r_precision": hits_at_r / n_relevant})
     result: dict = {key: float(np.mean(value)) for key, value in values.items()}
     result["cmc"] = [float(np.mean(first_hit < k)) for k in range(1, max_k + 1)]
-    result["num_queries"] = int(query.shape[0])
+    result["num_queries"] = n_scored
     result["num_queries_excluded"] = excluded
     if per_query:
         result["per_query"] = values

@@ -56,6 +56,7 @@ import numpy as np
 
 from lossbench.core.errors import LossbenchError
 from lossbench.metrics.catalogue import CHALLENGE_WEIGHTS, far_key
+from lossbench.metrics.ranking import chunk_rows, cosine_scores
 
 CHUNK_BYTES = 48 * 2**20
 """Bytes of one block of query rows × gallery float32 similarities (working memory is about 6×)."""
@@ -318,7 +319,7 @@ def _stream(
     n_groups: int,
     shift: int,
     tail_size: int,
-    chunk_rows: int,
+    rows_per_chunk: int,
 ) -> _Pass:
     n_query, n_gallery = query.shape[0], gallery.shape[0]
     n_bins = FINE_BINS >> shift
@@ -333,11 +334,11 @@ def _stream(
         group_genuine=np.zeros((n_groups, n_bins)),
         tail=_Tail(tail_size),
     )
-    for start in range(0, n_query, chunk_rows):
-        rows = slice(start, min(start + chunk_rows, n_query))
+    for start in range(0, n_query, rows_per_chunk):
+        rows = slice(start, min(start + rows_per_chunk, n_query))
         c = rows.stop - rows.start
         local = np.arange(c)
-        sim = query[rows] @ gallery.T
+        sim = cosine_scores(query, gallery, rows)
         if relevant.all_vs_all:
             sim[local, local + start] = -np.inf
         pr, items = relevant.pairs(rows)
@@ -624,8 +625,7 @@ def evaluate_streaming(
     while n_groups * (FINE_BINS >> shift) > GROUP_CELLS and (FINE_BINS >> shift) > 16:
         shift += 1
     tail_size = int(np.ceil(TAIL_FACTOR * max(fars) * n_impostor)) + TAIL_MARGIN
-    chunk_rows = max(1, int(chunk_bytes) // (4 * g.shape[0]))
-    acc = _stream(q, g, relevant, groups, n_groups, shift, tail_size, chunk_rows)
+    acc = _stream(q, g, relevant, groups, n_groups, shift, tail_size, chunk_rows(int(chunk_bytes) // 4, g.shape[0]))
 
     values = _ranking_values(acc, scored, relevant.n_relevant, ks)
     metrics: dict = {key: float(np.mean(v)) for key, v in values.items()}
