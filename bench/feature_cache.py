@@ -11,7 +11,7 @@ Both sides run the real ``lossbench.training.trainer.Trainer.train_epoch`` on th
   backward through the backbone every step — the cost of fine-tuning.
 
 A second table compares embedding a frozen run's test set from the cache (its head on cached features, what
-``embed@<loss>-<seed>`` does) with the full forward of every image.
+``embed@<loss>`` does for each seed) with the full forward of every image.
 
 Cases: the default backbone of params.yaml at ``data.image_size``, ``timm:resnet18`` at the same size
 (a typical small CNN) and ``open_clip:ViT-B-32`` at 224 with a small batch. Also shows the one-off cost of the cache in epochs of in-loop training.

@@ -392,6 +392,35 @@ def test_every_command_in_the_docs_names_something_that_exists():
     assert not problems, "commands in the docs that would not work as written:\n" + "\n".join(problems)
 
 
+MESSAGE_TARGET = re.compile(r"`dvc repro (?:--force |-f )?(\w+@[^`\s]+)`")
+FIELD = re.compile(r"(\{[^}]*\}|<[^>]*>)")
+
+
+def message_target_problems(text: str, source: str) -> list[str]:
+    """Stages that ``dvc repro`` advice in code names but dvc.yaml lacks; a field (``{loss}``, ``<seed>``) stands
+    for one name part without a dash."""
+    names, _ = stage_names()
+    problems = []
+    for target in MESSAGE_TARGET.findall(text):
+        pattern = "".join("[^-]+" if FIELD.fullmatch(part) else re.escape(part) for part in FIELD.split(target))
+        if not any(re.fullmatch(pattern, name) for name in names):
+            problems.append(f"{source}: `dvc repro {target}` names no stage of dvc.yaml")
+    return problems
+
+
+def test_every_stage_the_code_tells_the_user_to_run_exists():
+    sources = sorted((ROOT / "lossbench").rglob("*.py")) + sorted((ROOT / "stages").glob("*.py"))
+    problems = [p for path in sources for p in message_target_problems(path.read_text(), path.relative_to(ROOT))]
+    assert not problems, "\n".join(problems)
+
+
+def test_the_message_checker_rejects_a_stage_that_does_not_exist():
+    assert message_target_problems("run `dvc repro index@{loss}-{seed}` first", "x.py")
+    assert message_target_problems("run `dvc repro --force embed@<loss>-<seed>`", "x.py")
+    assert not message_target_problems("run `dvc repro train@{run.parent.name}-{run.name.removeprefix('seed')}`", "x")
+    assert not message_target_problems("run `dvc repro index@<loss>` or `dvc repro`", "x.py")
+
+
 def test_every_relative_link_in_the_docs_resolves():
     problems = link_problems()
     assert not problems, "\n".join(problems)

@@ -172,7 +172,7 @@ def test_save_load_round_trip(tmp_path, clustered):
 
 
 def test_load_errors(tmp_path):
-    with pytest.raises(LossbenchError, match=r"not found: build it with `dvc repro index@<loss>-<seed>`"):
+    with pytest.raises(LossbenchError, match=r"not found: build it with `dvc repro index@<loss>`"):
         load_index(tmp_path / "missing.faiss")
     bad = tmp_path / "bad.faiss"
     bad.write_bytes(b"not an index")

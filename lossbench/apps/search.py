@@ -76,7 +76,7 @@ def check_pipeline(loss: str, seed: int) -> None:
     if missing:
         raise LossbenchError(
             f"the pipeline has not produced {', '.join(missing)} yet: run "
-            f"`dvc repro index@{loss}-{seed}` (or `dvc repro`) in the project root first"
+            f"`dvc repro index@{loss}` (or `dvc repro`) in the project root first"
         )
 
 
@@ -139,7 +139,7 @@ def search_images(
     if index.ntotal != len(gallery_rows):
         raise LossbenchError(
             f"{paths.index_file(loss, seed)} holds {index.ntotal} items but the gallery has "
-            f"{len(gallery_rows)}: run `dvc repro index@{loss}-{seed}`"
+            f"{len(gallery_rows)}: run `dvc repro index@{loss}`"
         )
     model, _ = load_model(paths.model_dir(loss, seed), pick_device())
     scores, ids = search(index, embed_images(model, pixels, batch_size, flip_tta), k)

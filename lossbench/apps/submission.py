@@ -136,7 +136,7 @@ def _load_set(manifest: pd.DataFrame, embeddings_dir: Path, name: str) -> tuple[
     if len(rows) != len(vectors) or set(rows.tolist()) != set(expected["row"].tolist()):
         raise LossbenchError(
             f"{embeddings_dir / name}.npy does not cover the {len(expected)} {split} {role} images "
-            f"of the processed data: run `dvc repro embed@{embeddings_dir.parent.name}-{embeddings_dir.name.removeprefix('seed')}`"
+            f"of the processed data: run `dvc repro embed@{embeddings_dir.parent.name}`"
         )
     return np.asarray(vectors), manifest.set_index("row").loc[rows]
 

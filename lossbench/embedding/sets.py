@@ -44,8 +44,7 @@ def load_embeddings(directory: str | Path, name: str) -> tuple[np.ndarray, np.nd
     directory = Path(directory)
     path = directory / f"{name}.npy"
     if not path.is_file():
-        run = f"{directory.parent.name}-{directory.name.removeprefix('seed')}"
-        raise LossbenchError(f"{path} not found: run `dvc repro embed@{run}` first")
+        raise LossbenchError(f"{path} not found: run `dvc repro embed@{directory.parent.name}` first")
     return np.load(path, mmap_mode="r"), np.load(directory / f"{name}_rows.npy")
 
 

@@ -154,12 +154,12 @@ def load_index(path: str | os.PathLike) -> faiss.Index:
     """Read an index written by :func:`save_index`."""
     path = Path(path)
     if not path.is_file():
-        raise LossbenchError(f"FAISS index {path} not found: build it with `dvc repro index@<loss>-<seed>`")
+        raise LossbenchError(f"FAISS index {path} not found: build it with `dvc repro index@<loss>`")
     try:
         return faiss.read_index(str(path))
     except RuntimeError:
         raise LossbenchError(
-            f"{path} is not a readable FAISS index: rebuild it with `dvc repro --force index@<loss>-<seed>`"
+            f"{path} is not a readable FAISS index: rebuild it with `dvc repro --force index@<loss>`"
         ) from None
 
 
