@@ -1,12 +1,17 @@
-"""Test-wide settings: quiet progress bars, two torch threads, deterministic kernels."""
+"""Test-wide settings: quiet progress bars, the cores shared out among pytest-xdist workers."""
 
 import os
 
 os.environ.setdefault("TQDM_DISABLE", "1")
+WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+THREADS = max(1, (os.cpu_count() or 1) // WORKERS)
+"""Threads per worker: two workers on two cores get one each, so OpenMP never spins against the other worker."""
+for variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(variable, str(THREADS))  # before numpy and torch load their thread pools
 
 import torch  # noqa: E402
 
-torch.set_num_threads(2)
+torch.set_num_threads(THREADS)
 
 import shutil  # noqa: E402
 import sys  # noqa: E402
@@ -25,6 +30,11 @@ PROJECT_FILES = [
     ".dvcignore",
     ".gitignore",
 ]
+
+
+def pytest_collection_modifyitems(items):
+    """The slow end-to-end modules first: under pytest-xdist one worker runs them while the others take the rest."""
+    items.sort(key=lambda item: item.get_closest_marker("e2e") is None)
 
 
 @pytest.fixture(scope="session")

@@ -72,6 +72,7 @@ def test_torchrun_stage_writes_what_one_process_writes_and_rank_1_writes_nothing
     params = yaml.safe_load((prepared / "params.yaml").read_text())
     params["model"]["freeze"] = True
     params["train"].update(epochs=EPOCHS)
+    params["tune"]["trials"] = 0  # hand-set values: the stage trains without a tuning record
     params["threads"] = 1  # the same torch threads in every process: the same kernels
     (prepared / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     env = {key: value for key, value in subprocess_env.items() if key not in ("WORLD_SIZE", "RANK", "LOCAL_RANK")}

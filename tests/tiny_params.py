@@ -17,7 +17,8 @@ def tiny_params(path: Path) -> None:
     params["evaluate"].update(examples=2)
     params["stats"].update(resamples=200)
     params["seeds"] = [0, 1]
-    params["tune"].update(trials=0, epochs=1)  # hand-set values; the end-to-end tuning test sets tune.trials
+    params["threads"] = 1  # the other pytest-xdist worker has the other core
+    params["tune"].update(trials=1, epochs=1)  # every loss tuned (one trial of one epoch): tuned values drive the runs
     losses = params["losses"]
     params["losses"] = {
         "baseline": losses["baseline"],
