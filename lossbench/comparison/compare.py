@@ -58,9 +58,7 @@ class Runs:
             for seed in params.seeds:
                 path = paths.run_metrics_path(loss, seed)
                 if not path.is_file():
-                    raise LossbenchError(
-                        f"{path} not found: evaluate the run first (`dvc repro evaluate@{loss}`)"
-                    )
+                    raise LossbenchError(f"{path} not found: evaluate the run first (`dvc repro evaluate@{loss}`)")
                 metrics[loss].append(json.loads(path.read_text(encoding="utf-8")))
                 with np.load(paths.replicates_file(loss, seed)) as data:
                     replicates[loss].append({key: data[key] for key in data.files})
