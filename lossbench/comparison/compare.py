@@ -359,7 +359,8 @@ def _best_loss_figures(params: Params, out, loss: str) -> None:
     if count:
         rows = _set_rows(loss, seed)
         chosen = np.random.default_rng(params.seed).choice(len(test.query), size=count, replace=False)
-        scores, ids = rank_gallery(test.query[chosen], test.gallery, 5)
+        scores, ids = rank_gallery(test.query, test.gallery, 5)  # all queries: the blocks (and ties) evaluate saw
+        scores, ids = scores[chosen], ids[chosen]
         retrieval_grid(
             queries=[np.asarray(images[rows["query"][i]]) for i in chosen],
             results=[[np.asarray(images[rows["gallery"][j]]) for j in ids[n]] for n in range(count)],
