@@ -216,3 +216,14 @@ def test_replicates_below_a_short_tail_fall_back_to_bins(case, monkeypatch):
     exact, approx = case["replicates"][key], ours.replicates[key]
     assert (approx <= exact + 1e-15).all()  # binned points are exact points: never above
     assert (approx == exact).sum() >= B - fell_back
+
+
+def test_exact_metrics_do_not_depend_on_the_chunk_size():
+    """Tied scores are ordered by gallery index only if every chunk size computes the same bits for a score."""
+    query, ql, gallery, gl = _split(1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the unscored queries
+        runs = [evaluate_retrieval(query, ql, gallery, gl, chunk=c, per_query=True) for c in (None, 1, 7, 16, 33)]
+    for run in runs[1:]:
+        for key, values in runs[0]["per_query"].items():
+            assert np.array_equal(values, run["per_query"][key]), key
