@@ -6,8 +6,11 @@ os.environ.setdefault("TQDM_DISABLE", "1")
 WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
 THREADS = max(1, (os.cpu_count() or 1) // WORKERS)
 """Threads per worker: two workers on two cores get one each, so OpenMP never spins against the other worker."""
-for variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ.setdefault(variable, str(THREADS))  # before numpy and torch load their thread pools
+for variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):  # before numpy and torch load
+    if "PYTEST_XDIST_WORKER" in os.environ:  # a worker inherits the controller's values: overwrite them
+        os.environ[variable] = str(THREADS)
+    else:
+        os.environ.setdefault(variable, str(THREADS))
 
 import torch  # noqa: E402
 

@@ -392,7 +392,7 @@ def test_every_command_in_the_docs_names_something_that_exists():
     assert not problems, "commands in the docs that would not work as written:\n" + "\n".join(problems)
 
 
-MESSAGE_TARGET = re.compile(r"`dvc repro (?:--force |-f )?(\w+@[^`\s]+)`")
+MESSAGE_TARGET = re.compile(r"`dvc repro(?: -[-\w]+)* ([^`\s-][^`\s]*)`")
 FIELD = re.compile(r"(\{[^}]*\}|<[^>]*>)")
 
 
@@ -409,7 +409,7 @@ def message_target_problems(text: str, source: str) -> list[str]:
 
 
 def test_every_stage_the_code_tells_the_user_to_run_exists():
-    sources = sorted((ROOT / "lossbench").rglob("*.py")) + sorted((ROOT / "stages").glob("*.py"))
+    sources = [path for folder in ("lossbench", "stages", "bench") for path in sorted((ROOT / folder).rglob("*.py"))]
     problems = [p for path in sources for p in message_target_problems(path.read_text(), path.relative_to(ROOT))]
     assert not problems, "\n".join(problems)
 
@@ -419,6 +419,8 @@ def test_the_message_checker_rejects_a_stage_that_does_not_exist():
     assert message_target_problems("run `dvc repro --force embed@<loss>-<seed>`", "x.py")
     assert not message_target_problems("run `dvc repro train@{run.parent.name}-{run.name.removeprefix('seed')}`", "x")
     assert not message_target_problems("run `dvc repro index@<loss>` or `dvc repro`", "x.py")
+    assert message_target_problems("run `dvc repro -f -s weight`, then `dvc repro`", "x.py")
+    assert not message_target_problems("run `dvc repro -f -s weights`, then `dvc repro compare`", "x.py")
 
 
 def test_every_relative_link_in_the_docs_resolves():
