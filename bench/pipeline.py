@@ -10,7 +10,7 @@
    into a memmap.
 
 Default = the real params.yaml (the full study: several minutes); ``--tiny`` = :func:`tiny_params` (about
-a minute). Child processes get the caller's environment as it was (no benchmark-only settings), so the
+three minutes). Child processes get the caller's environment as it was (no benchmark-only settings), so the
 times are what ``dvc repro`` gives a user.
 
     python bench/pipeline.py [--tiny] [--keep]
@@ -45,7 +45,8 @@ PROJECT_FILES = [
     ".dvcignore",
     ".gitignore",
 ]
-"""What a user's clone holds (as tests/conftest.py copies it), minus tests, data and outputs."""
+"""The project's code, pipeline and params (as tests/conftest.py copies them): no data, outputs, lock or tuning
+records, so every stage runs, tuning included."""
 
 ENV = {
     **ORIGINAL_ENV,
@@ -65,7 +66,7 @@ SUMMARY = re.compile(r"^lossbench (\S+): .*\((\d+(?:\.\d+)?)s\)$")
 
 
 def tiny_params(path: Path) -> None:
-    """Shrink the study in ``path`` to about a minute while keeping its shape: its headline loss, the first other
+    """Shrink the study in ``path`` to a few minutes while keeping its shape: its headline loss, the first other
     trained loss (what step 3 switches to) and the baseline, its first two seeds, and its model and training
     settings except sizes (a from-scratch ``timm:test_resnet``: no weights to load). The stage graph and the
     frozen / fine-tuned choice are the real study's, so the per-stage overhead is too; only the data is tiny."""
@@ -181,7 +182,7 @@ def enlarged_copy(repo: Path, target: Path, factor: int) -> int:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--tiny", action="store_true", help="tiny params (about a minute) instead of params.yaml")
+    parser.add_argument("--tiny", action="store_true", help="tiny params (a few minutes) instead of params.yaml")
     parser.add_argument("--keep", action="store_true", help="keep the temporary repository (its path is printed)")
     parser.add_argument("--factors", type=int, nargs="+", default=[1, 10, 100], help="gallery size factors")
     args = parser.parse_args()

@@ -3,7 +3,7 @@
 A query file goes through exactly what a gallery image went through: preprocess's decode and resize
 (:func:`open_rgb`, :func:`resize_center_crop` to the stored image size), then embed's eval transform,
 model call and optional flip TTA (:class:`ImageEncoder`, :func:`encode_all`). Results are gallery rows
-of the saved index (``data/index/<loss>/seed<seed>.faiss``), mapped to the manifest through ``gallery_rows.npy``.
+of the saved index (``data/index/<loss>/seed<seed>/index.faiss``), mapped to the manifest through ``gallery_rows.npy``.
 
 A query's identity is known when its file lies in an identity folder of the data root
 (``<root>/<identity>/…``, or ``<root>/train/<identity>/…`` in the challenge layout); the grid then frames
