@@ -16,10 +16,10 @@ gallery items, ``dim`` dims, n / ``per-class`` classes, unit centres + Gaussian 
     nice -n 19 python bench/evaluation_scale.py [--sizes 1000 10000] [--paths streaming previous pml]
         [--resamples 2000] [--threads 1] [--previous-max 3000]
 
-Measured on the shared 2-core machine (B = 2000, 1 thread; seconds / peak MB): 10^3: streaming 0.57 / 151,
-previous 1.27 / 248, pml 1.26 / 826; 3·10^3: 1.79 / 472, 21.4 / 686, 2.67 / 1302; 10^4: streaming 4.3 / 517,
-pml 28.3 / 6782; 10^5 (``--sizes 100000 --paths streaming``): streaming 292 s / 1808 MB. pml is not run at
-10^5: it already peaks at 6.8 GB at 10^4. Same top-1 and MAP@R on every path, ROC-AUC equal to 4 decimals.
+Measured on the shared 2-core machine (B = 2000, 1 thread; seconds / peak MB): 10^3: streaming 2.8 / 458,
+previous 1.7 / 254, pml 2.5 / 711; 3·10^3: 4.1 / 716, 45 / 648, 7.0 / 1187; 10^4: streaming 8.7 / 511,
+pml 39.9 / 6670; 10^5 (``--sizes 100000 --paths streaming``): streaming 397 s / 1785 MB. pml is not run at
+10^5: it already peaks at 6.7 GB at 10^4. Same top-1 and MAP@R on every path, ROC-AUC equal to 4 decimals.
 """
 
 from __future__ import annotations
