@@ -338,7 +338,7 @@ def _best_loss_figures(params: Params, out, loss: str) -> None:
     from lossbench.comparison.figures import retrieval_grid, tsne_plot
     from lossbench.data.store import load_processed
     from lossbench.embedding.sets import TestSet
-    from lossbench.metrics.ranking import rank_gallery
+    from lossbench.metrics.ranking import SCORE_BLOCK, rank_gallery
 
     seed = params.seeds[0]
     images, manifest = load_processed(paths.PROCESSED)
@@ -359,8 +359,11 @@ def _best_loss_figures(params: Params, out, loss: str) -> None:
     if count:
         rows = _set_rows(loss, seed)
         chosen = np.random.default_rng(params.seed).choice(len(test.query), size=count, replace=False)
-        scores, ids = rank_gallery(test.query, test.gallery, 5)  # all queries: the blocks (and ties) evaluate saw
-        scores, ids = scores[chosen], ids[chosen]
+        # each query ranked inside its own score block, so with the scores (and tie order) evaluation saw
+        blocks = [slice(i - i % SCORE_BLOCK, min(i - i % SCORE_BLOCK + SCORE_BLOCK, len(test.query))) for i in chosen]
+        ranked = [rank_gallery(test.query[block], test.gallery, 5) for block in blocks]
+        scores = np.stack([s[i % SCORE_BLOCK] for (s, _), i in zip(ranked, chosen)])
+        ids = np.stack([order[i % SCORE_BLOCK] for (_, order), i in zip(ranked, chosen)])
         retrieval_grid(
             queries=[np.asarray(images[rows["query"][i]]) for i in chosen],
             results=[[np.asarray(images[rows["gallery"][j]]) for j in ids[n]] for n in range(count)],
